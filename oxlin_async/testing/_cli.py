@@ -1,0 +1,106 @@
+"""``python -m oxlin_async.testing`` (and ``oxlin-async sandbox``): serve the emulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._faults import Faults
+from ._sandbox import OxlinSandbox
+
+
+def add_sandbox_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The options that shape a sandbox; `prefix` is "sandbox-" where they share a CLI."""
+    p = f"--{prefix}"
+    parser.add_argument(f"{p}users", type=int, default=5, metavar="N",
+                        help="seeded users (default 5)")
+    parser.add_argument(f"{p}seed", type=int, default=1, metavar="S",
+                        help="seed of the population and the faults (default 1)")
+    parser.add_argument(f"{p}accounts", type=int, default=3, metavar="N",
+                        help="accounts per seeded user (default 3)")
+    parser.add_argument(f"{p}transactions", type=int, default=100, metavar="N",
+                        help="transactions per account (default 100)")
+    parser.add_argument(f"{p}testbank", action="append", default=[], metavar="FILE",
+                        help="a Linxo test-bank file (path or bundled name such as "
+                             "fr/harry_potter); each adds a user with that connection")
+    parser.add_argument(f"{p}latency-ms", type=float, default=0.0, metavar="MS",
+                        help="latency added to every API response")
+    parser.add_argument(f"{p}jitter-ms", type=float, default=0.0, metavar="MS",
+                        help="random extra latency, uniform from 0 to MS")
+    parser.add_argument(f"{p}fault-rate", type=float, default=0.0, metavar="P",
+                        help="probability that a request fails (429, 5xx, dropped or "
+                             "truncated), spread evenly over the kinds")
+    parser.add_argument(f"{p}token-lifetime", type=int, default=3600, metavar="S",
+                        help="access-token lifetime in seconds (default 3600)")
+
+
+def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str = "127.0.0.1",
+                      port: int = 0) -> OxlinSandbox:
+    def get(name: str) -> Any:
+        return getattr(args, (prefix + name).replace("-", "_"))
+
+    rate, seed = float(get("fault-rate")), int(get("seed"))
+    for name in ("users", "accounts", "transactions", "token-lifetime"):
+        if int(get(name)) < (1 if name == "token-lifetime" else 0):
+            raise ValueError(f"--{prefix}{name} must not be negative")
+    if not 0 <= rate <= 1:
+        raise ValueError(f"--{prefix}fault-rate must be between 0 and 1, got {rate}")
+    faults = Faults.uniform(rate, seed=seed) if rate else Faults(seed=seed)
+    faults.latency = float(get("latency-ms")) / 1000
+    faults.jitter = float(get("jitter-ms")) / 1000
+    return OxlinSandbox(
+        users=int(get("users")), seed=seed,
+        accounts_per_user=int(get("accounts")),
+        transactions_per_account=int(get("transactions")),
+        testbanks=list(get("testbank")),
+        token_lifetime=int(get("token-lifetime")),
+        faults=faults, host=host, port=port)
+
+
+def describe(sandbox: OxlinSandbox) -> str:
+    lines = [
+        f"Oxlin emulator serving on {sandbox.base_url}",
+        f"  auth  {sandbox.auth_url}   (POST /token)",
+        f"  api   {sandbox.api_url}",
+        f"  embed {sandbox.embed_url}",
+        f"client_id     {sandbox.client_id}",
+        f"client_secret {sandbox.client_secret}",
+        f"users ({len(sandbox.users)}):",
+    ]
+    lines += [f"  {u.email}  {u.password}" for u in sandbox.users]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m oxlin_async.testing",
+                                     description="Serve a local Oxlin emulator until interrupted.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    add_sandbox_arguments(parser)
+    return parser
+
+
+async def serve(sandbox: OxlinSandbox) -> None:
+    async with sandbox:
+        print(describe(sandbox), flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        sandbox = sandbox_from_args(args, host=args.host, port=args.port)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            asyncio.run(serve(sandbox))
+        except OSError as exc:
+            print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+    return 0
