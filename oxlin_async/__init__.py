@@ -1,7 +1,115 @@
-"""oxlin-async: an asyncio SDK for the Oxlin (formerly Linxo Connect) Accounts API v2.1."""
+"""oxlin-async: an asyncio SDK for the Oxlin (formerly Linxo Connect) Accounts API v2.1.
 
-from .environments import Environment
+    import oxlin_async as ox
+
+    async with ox.OxlinClient(client_id, client_secret) as client:
+        user = client.as_user(email, password)
+        async for tx in user.transactions.list(start_date=datetime.date(2025, 1, 1)):
+            ...
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["Environment", "__version__"]
+from ._auth import Token
+from ._client import DEFAULT_USER_SCOPES, OxlinClient, UserClient
+from ._pagination import AsyncPaginator
+from ._session import RequestStats, RetryPolicy
+from .environments import Environment
+from .errors import (
+    APIError,
+    ArgumentError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    DecodeError,
+    InternalServerError,
+    InvalidClientError,
+    InvalidGrantError,
+    NotFoundError,
+    OAuthError,
+    OxlinError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    ServiceUnavailableError,
+    SettleTimeoutError,
+    TransportError,
+)
+from .models import (
+    Account,
+    AccountStatus,
+    AccountType,
+    AccountUsage,
+    AddConnectionResult,
+    Address,
+    Category,
+    CategoryParent,
+    Channel,
+    ChannelMode,
+    ChannelStatus,
+    Connection,
+    ConnectionStatus,
+    Owner,
+    Transaction,
+    TransactionOrigin,
+    TransactionSource,
+    TransactionStatus,
+    TransactionType,
+    User,
+    WidgetSession,
+    parse_callback_url,
+)
+
+__all__ = [
+    "DEFAULT_USER_SCOPES",
+    "APIError",
+    "Account",
+    "AccountStatus",
+    "AccountType",
+    "AccountUsage",
+    "AddConnectionResult",
+    "Address",
+    "ArgumentError",
+    "AsyncPaginator",
+    "AuthenticationError",
+    "BadRequestError",
+    "Category",
+    "CategoryParent",
+    "Channel",
+    "ChannelMode",
+    "ChannelStatus",
+    "ConflictError",
+    "Connection",
+    "ConnectionStatus",
+    "DecodeError",
+    "Environment",
+    "InternalServerError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "NotFoundError",
+    "OAuthError",
+    "OxlinClient",
+    "OxlinError",
+    "Owner",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestStats",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceUnavailableError",
+    "SettleTimeoutError",
+    "Token",
+    "Transaction",
+    "TransactionOrigin",
+    "TransactionSource",
+    "TransactionStatus",
+    "TransactionType",
+    "TransportError",
+    "User",
+    "UserClient",
+    "WidgetSession",
+    "__version__",
+    "parse_callback_url",
+]

@@ -1,0 +1,152 @@
+"""`AsyncPaginator`: walks a page/limit list with a bounded, in-order look-ahead.
+
+The reference's lists are bare arrays with 1-based `page` and `limit` (at most 500); the
+only end signal is a page shorter than `limit`. Since page numbers are known in advance,
+the paginator requests the next pages while the caller consumes the current one: the
+look-ahead starts at one page and doubles with each full page up to `prefetch` (so a
+short list costs no wasted request), pages are yielded strictly in order, and the first
+short page cancels the requests beyond it. Items are de-duplicated by id within a walk,
+so items that shift between pages while data changes come out once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+from .errors import ArgumentError
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 500
+
+#: Fetch one page: (page number, limit) -> the page's decoded items.
+FetchPage = Callable[[int, int], Awaitable[list[T]]]
+
+
+def _item_id(item: Any) -> Hashable:
+    return item.id  # type: ignore[no-any-return]
+
+
+def _aligned_limit(offset: int, wanted: int, limit: int) -> int:
+    """The smallest page size >= `wanted` whose pages start at `offset`."""
+    if offset == 0:
+        return wanted
+    for size in range(wanted, limit):
+        if offset % size == 0:
+            return size
+    return limit
+
+
+def check_page_options(page_size: int, max_items: int | None, start_page: int,
+                       prefetch: int) -> None:
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or \
+            not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ArgumentError("page_size", f"must be an int from 1 to {MAX_PAGE_SIZE}, "
+                                         f"got {page_size!r}")
+    if max_items is not None and (not isinstance(max_items, int) or max_items < 0):
+        raise ArgumentError("max_items", f"must be None or an int >= 0, got {max_items!r}")
+    if not isinstance(start_page, int) or start_page < 1:
+        raise ArgumentError("start_page", f"must be an int >= 1, got {start_page!r}")
+    if not isinstance(prefetch, int) or prefetch < 1:
+        raise ArgumentError("prefetch", f"must be an int >= 1, got {prefetch!r}")
+
+
+class AsyncPaginator(Generic[T]):
+    """What ``list()`` returns. Iterate it (``async for item in ...``), or use `pages()`,
+    `collect()` or `first()`. Each use is a fresh walk from `start_page`.
+    """
+
+    def __init__(self, fetch: FetchPage[T], *, page_size: int = MAX_PAGE_SIZE,
+                 max_items: int | None = None, start_page: int = 1, prefetch: int = 4,
+                 key: Callable[[T], Hashable] | None = _item_id) -> None:
+        check_page_options(page_size, max_items, start_page, prefetch)
+        self._fetch = fetch
+        self.page_size = page_size
+        self.max_items = max_items
+        self.start_page = start_page
+        self.prefetch = prefetch
+        self._key = key
+
+    def __repr__(self) -> str:
+        return (f"<AsyncPaginator page_size={self.page_size} max_items={self.max_items} "
+                f"start_page={self.start_page} prefetch={self.prefetch}>")
+
+    async def pages(self) -> AsyncIterator[list[T]]:
+        """Yield each page's new items, in server order. Empty pages are not yielded."""
+        loop = asyncio.get_running_loop()
+        in_flight: deque[tuple[int, asyncio.Task[list[T]]]] = deque()
+        offset = (self.start_page - 1) * self.page_size
+        limit = self.page_size
+        end = None if self.max_items is None else offset + self.max_items
+        seen: set[Hashable] = set()
+        yielded, window = 0, 1
+        if self.max_items == 0:
+            return
+        try:
+            while True:
+                while len(in_flight) < window and (end is None or offset < end):
+                    if end is not None and end - offset < limit:
+                        limit = _aligned_limit(offset, end - offset, limit)
+                    in_flight.append((limit, loop.create_task(
+                        self._fetch(offset // limit + 1, limit))))
+                    offset += limit
+                if not in_flight:
+                    return
+                asked, task = in_flight.popleft()
+                items = await task
+                full = len(items) >= asked
+                if self._key is not None:
+                    fresh = []
+                    for item in items:
+                        k = self._key(item)
+                        if k not in seen:
+                            seen.add(k)
+                            fresh.append(item)
+                    if end is not None:
+                        end += len(items) - len(fresh)  # duplicates don't count
+                    items = fresh
+                if self.max_items is not None:
+                    items = items[: self.max_items - yielded]
+                yielded += len(items)
+                if items:
+                    yield items
+                if not full or (self.max_items is not None and yielded >= self.max_items):
+                    return
+                window = min(self.prefetch, window * 2)
+        finally:
+            # Also runs when the caller breaks out: nothing fetched on its behalf lingers.
+            for _, pending in in_flight:
+                pending.cancel()
+            if in_flight:
+                await asyncio.gather(*(t for _, t in in_flight), return_exceptions=True)
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        pages = self.pages()
+        try:
+            async for page in pages:
+                for item in page:
+                    yield item
+        finally:
+            await pages.aclose()  # type: ignore[attr-defined]
+
+    async def collect(self) -> list[T]:
+        """Every item, as one list."""
+        out: list[T] = []
+        pages = self.pages()
+        async for page in pages:
+            out.extend(page)
+        return out
+
+    async def first(self) -> T | None:
+        """The first item, or None; asks the server for one item only."""
+        one = AsyncPaginator(self._fetch, page_size=1, max_items=1, start_page=1,
+                             prefetch=1, key=self._key)
+        if self.start_page != 1:
+            # keep the caller's page grid: the first item of its start page
+            one = AsyncPaginator(self._fetch, page_size=self.page_size, max_items=1,
+                                 start_page=self.start_page, prefetch=1, key=self._key)
+        items = await one.collect()
+        return items[0] if items else None

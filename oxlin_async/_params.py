@@ -1,0 +1,110 @@
+"""Query parameters from Python values, validated before any request is sent.
+
+Every function takes the argument's name so that its `ArgumentError` says which
+argument was wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import TypeVar
+
+from .errors import ArgumentError
+from .models import PARIS
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def ident(name: str, value: object) -> str:
+    """An id: a string of decimal digits (an int is accepted)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not text.isdigit() or not text.isascii():
+        raise ArgumentError(name, f"must be an id made of decimal digits, got {value!r}")
+    return text
+
+
+def choice(name: str, value: object, kind: type[E]) -> str:
+    """One value of an enum (a member, or its exact upper-case string)."""
+    if isinstance(value, kind):
+        return str(value.value)
+    if isinstance(value, str) and value in kind._value2member_map_:
+        return value
+    allowed = ", ".join(str(m.value) for m in kind)
+    raise ArgumentError(name, f"must be one of {allowed}; got {value!r}")
+
+
+def choices(name: str, values: object, kind: type[E]) -> str:
+    """A set of enum values, sent as one comma-separated value (never repeated keys)."""
+    items: Iterable[object] = (values,) if isinstance(values, (str, enum.Enum)) else \
+        values if isinstance(values, Iterable) else ()
+    out = [choice(name, v, kind) for v in items]
+    if not out:
+        raise ArgumentError(name, f"must name at least one {kind.__name__}, got {values!r}")
+    return ",".join(dict.fromkeys(out))
+
+
+def amount(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        raise ArgumentError(name, f"must be a Decimal, int or numeric str, got {value!r}")
+    try:
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)  # type: ignore[arg-type]
+    except (InvalidOperation, TypeError, ValueError):
+        raise ArgumentError(name, f"must be a Decimal, int or numeric str, got {value!r}") \
+            from None
+    if not number.is_finite():
+        raise ArgumentError(name, f"must be finite, got {value!r}")
+    return format(number, "f")
+
+
+def _epoch_of(name: str, value: object) -> float:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ArgumentError(name, "is a naive datetime; pass an aware one "
+                                      "(e.g. tzinfo=datetime.timezone.utc) or a date")
+        return value.timestamp()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ArgumentError(name, f"must be a date, an aware datetime or epoch seconds, got {value!r}")
+
+
+def _paris_midnight(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=PARIS).timestamp())
+
+
+def start_time(name: str, value: object) -> str:
+    """An inclusive lower bound; a date means that day's start in Europe/Paris."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return str(_paris_midnight(value))
+    return str(math.ceil(_epoch_of(name, value)))
+
+
+def end_time(name: str, value: object) -> str:
+    """An inclusive upper bound; a date means the whole of that day in Europe/Paris."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return str(_paris_midnight(value + dt.timedelta(days=1)) - 1)
+    return str(math.floor(_epoch_of(name, value)))
+
+
+def sort(name: str, value: str | Sequence[str], fields: Sequence[str]) -> str:
+    """``"-date,amount"`` or ``["-date", "amount"]``: known fields, each once."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    seen: set[str] = set()
+    for item in items:
+        field = item[1:] if isinstance(item, str) and item.startswith("-") else item
+        if field not in fields:
+            raise ArgumentError(name, f"cannot sort by {item!r}; fields: {', '.join(fields)} "
+                                      "(prefix '-' for descending)")
+        if field in seen:
+            raise ArgumentError(name, f"sorts by {field!r} twice")
+        seen.add(field)
+    return ",".join(items)
+
+
+def text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ArgumentError(name, f"must be a non-empty str, got {value!r}")
+    return value

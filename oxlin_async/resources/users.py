@@ -1,0 +1,74 @@
+"""Users: creation with the client token; reading and deleting oneself with a user token."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import _params as p
+from ..errors import ArgumentError, DecodeError
+from ..models import User
+from ._base import Resource
+
+if TYPE_CHECKING:
+    from .._client import UserClient
+
+_PASSWORD_MAX = 72
+
+
+def _check_email(email: object) -> str:
+    if not isinstance(email, str) or email.count("@") != 1 or any(c.isspace() for c in email):
+        raise ArgumentError("email", "must be an e-mail address such as jane@example.com")
+    local, domain = email.split("@")
+    if not local or "." not in domain.strip(".") or len(email) > 254:
+        raise ArgumentError("email", "must be an e-mail address such as jane@example.com")
+    return email
+
+
+def _check_password(password: object) -> str:
+    if not isinstance(password, str) or not password:
+        raise ArgumentError("password", "must be a non-empty str")
+    if len(password) > _PASSWORD_MAX:
+        raise ArgumentError("password", f"must be at most {_PASSWORD_MAX} characters")
+    return password
+
+
+class ClientUsers(Resource):
+    """``client.users``: operations that take the client token."""
+
+    async def create(self, email: str, password: str) -> str:
+        """Create a user and return its id. Raises `ConflictError` if the e-mail exists.
+
+        Not retried once it may have reached the server: a replay could answer 409.
+        """
+        body = {"email": _check_email(email), "password": _check_password(password)}
+        response = await self._scope.request("POST", self._api("users"), json=body,
+                                             idempotent=False)
+        location = response.headers.get("Location", "")
+        user_id = location.rstrip("/").rsplit("/", 1)[-1]
+        if response.status != 201 or not user_id.isdigit():
+            raise DecodeError("POST /users: expected 201 with a Location ending in the user id",
+                              status=response.status, request_id=response.request_id,
+                              body=location)
+        return user_id
+
+
+class Users(Resource):
+    """``user_client.users``: the user the token belongs to."""
+
+    _scope: UserClient
+
+    async def me(self) -> User:
+        user = await self._get(User, "users", "me")
+        self._scope.user_id = user.id
+        return user
+
+    async def get(self, user_id: str) -> User:
+        """A user can read only itself; any other id gives `PermissionDeniedError`."""
+        return await self._get(User, "users", p.ident("user_id", user_id))
+
+    async def delete(self, user_id: str | None = None) -> None:
+        """Delete the user (by default, this one) with all its data; forget its tokens."""
+        if user_id is None:
+            user_id = self._scope.user_id or (await self.me()).id
+        await self._scope.request("DELETE", self._api("users", p.ident("user_id", user_id)))
+        self._scope.forget()

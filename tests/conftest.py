@@ -1,0 +1,38 @@
+"""Shared fixtures: a running emulator and a client pointed at it (real sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+import oxlin_async as ox
+from oxlin_async.testing import OxlinSandbox
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[OxlinSandbox]:
+    """Three seeded users (100 transactions per account) and Harry Potter's test bank."""
+    async with OxlinSandbox(users=3, seed=7, testbanks=["fr/harry_potter"]) as box:
+        yield box
+
+
+@pytest.fixture
+async def client(sandbox: OxlinSandbox) -> AsyncIterator[ox.OxlinClient]:
+    # Small backoffs keep fault tests fast; the policy itself is what is under test.
+    retry = ox.RetryPolicy(initial_backoff=0.01, max_backoff=0.05)
+    async with ox.OxlinClient(sandbox.client_id, sandbox.client_secret,
+                              environment=sandbox.environment, retry=retry) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Every test must leave no task of its own running."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    leaked = [t for t in asyncio.all_tasks() - before if not t.done()
+              and t is not asyncio.current_task()]
+    assert not leaked, f"tasks left running: {leaked}"
