@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
 from .errors import ArgumentError
@@ -23,7 +23,7 @@ T = TypeVar("T")
 MAX_PAGE_SIZE = 500
 
 #: Fetch one page: (page number, limit) -> the page's decoded items.
-FetchPage = Callable[[int, int], Awaitable[list[T]]]
+FetchPage = Callable[[int, int], Coroutine[Any, Any, list[T]]]
 
 
 def _item_id(item: Any) -> Hashable:

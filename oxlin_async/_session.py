@@ -217,17 +217,18 @@ class Session:
                     response.json()  # a truncated body is a failed attempt, not a result
                 return response
             except _Retryable as failure:
-                error = failure.error
+                error: OxlinError = failure.error
+                too_long = failure.wait is not None and failure.wait > self.retry.max_retry_after
                 if (retries >= self.retry.max_retries or (failure.sent and not idempotent)
-                        or (failure.wait is not None and failure.wait > self.retry.max_retry_after)):
+                        or too_long):
                     raise error from None
                 wait = (failure.wait if failure.wait is not None
                         else self.retry.backoff(retries, self._rng))
-            except DecodeError as error:
+            except DecodeError as undecodable:
                 if retries >= self.retry.max_retries:
                     raise
+                error = undecodable
                 wait = self.retry.backoff(retries, self._rng)
-                log.debug("%s %s: unreadable body", method, url.path, exc_info=error)
             retries += 1
             if stats is not None:
                 stats.retries += 1
@@ -236,7 +237,8 @@ class Session:
             await asyncio.sleep(wait)
 
     async def _wait_gate(self) -> None:
-        while (delay := self._gate_until - time.monotonic()) > 0:
+        # A deadline, not an event: a later 429 may push it while we sleep.
+        while (delay := self._gate_until - time.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
 
     async def _attempt(self, method: str, url: yarl.URL, params: Mapping[str, str] | None,

@@ -127,8 +127,7 @@ def _id_key(r: Any) -> int:
 CONNECTIONS = ListSpec(
     name="connections",
     filters={
-        "status": lambda raw: (lambda c, s=_enum("status", raw, CONNECTION_STATUSES):
-                               c.status == s),
+        "status": _eq("status", lambda raw: _enum("status", raw, CONNECTION_STATUSES)),
         "provider_id": _eq("provider_id", str),
     },
     sort_keys={"creation_date": lambda c: c.creation_date, "name": lambda c: c.name.casefold()},

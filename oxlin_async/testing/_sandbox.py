@@ -149,6 +149,30 @@ class OxlinSandbox:
         self.faults.update(new)
         return self.faults
 
+    async def complete_widget(self, add_connection_url: str, *, login: str = "dev",
+                              password: str = "dev", channel: str = "EMBEDDED",
+                              testbank: str | None = None, config: str | None = None) -> str:
+        """Play the user in the widget: submit the Linxo test bank's form for the page at
+        `add_connection_url` and return the URL the widget redirects the browser to."""
+        import aiohttp
+        import yarl
+
+        page = yarl.URL(add_connection_url)
+        form = {**page.query, "action": "connect", "channel": channel, "login": login,
+                "password": password, "attempt": str(2)}  # a wrong login fails at once
+        if testbank is not None:
+            form["config_name"] = testbank
+        if config is not None:
+            form["config"] = config
+        async with aiohttp.ClientSession() as http, http.post(
+                page.with_query(None), data=form, allow_redirects=False) as response:
+            location = response.headers.get("Location")
+            if response.status != 302 or location is None:
+                text = await response.text()
+                raise RuntimeError(f"the widget did not redirect ({response.status}): "
+                                   f"{text[:300]}")
+            return location
+
     def expire_tokens(self, user_id: str | int | None = None, *, clients: bool = True) -> int:
         """Make access tokens invalid now (every token, or one user's)."""
         return self.state.expire_tokens(None if user_id is None else int(user_id),

@@ -138,7 +138,8 @@ def _authorize(request: web.Request, scopes: tuple[str, ...], *, user: bool) -> 
     if user and token.user_id is None:
         raise HTTPProblem(403, "insufficient_scope", "this endpoint needs a user token")
     if scopes and not token.scopes.intersection(scopes):
-        raise HTTPProblem(403, "insufficient_scope", f"needs one of the scopes: {', '.join(scopes)}")
+        raise HTTPProblem(403, "insufficient_scope",
+                          f"needs one of the scopes: {', '.join(scopes)}")
     return token
 
 
@@ -258,7 +259,7 @@ async def update_account(request: web.Request) -> web.Response:
 
 async def list_transactions(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    user_id, data = _user_data(request, _READ_TRANSACTIONS)
+    _, data = _user_data(request, _READ_TRANSACTIONS)
     query = request.query
     extra = []
     if "account_type" in query:
