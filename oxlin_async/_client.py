@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import yarl
@@ -23,6 +23,9 @@ from ._session import Response, RetryPolicy, Session
 from .environments import Environment
 from .errors import AuthenticationError, DecodeError, InvalidGrantError
 from .resources import Accounts, Categories, ClientUsers, Connections, Transactions, Users, Widget
+
+if TYPE_CHECKING:
+    from .bulk import BulkRun, BulkUser
 
 #: The scopes of a user token unless told otherwise (README §4.3).
 DEFAULT_USER_SCOPES = ("openid", "profile", "profile_edit", "accounts_read", "accounts_manage",
@@ -201,6 +204,13 @@ class OxlinClient:
             tokens = self._user_tokens[key] = TokenManager(renew, token=initial)
         return UserClient(self._core, tokens, email=email,
                           forget=lambda: self._user_tokens.pop(key, None))
+
+    def bulk_transactions(self, users: Iterable[BulkUser] | AsyncIterable[BulkUser],
+                          **options: Any) -> BulkRun:
+        """Every transaction of many users; see `oxlin_async.bulk.BulkRun` for options."""
+        from .bulk import BulkRun
+
+        return BulkRun(self, users, **options)
 
     # ----------------------------------------------------------------------- lifecycle
     async def close(self) -> None:

@@ -77,6 +77,10 @@ class RequestStats:
 #: The stats object requests of the current task count into (tasks inherit it).
 current_stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar(
     "oxlin_current_stats", default=None)
+#: Extra limits a request of the current task holds while on the wire (a job's global
+#: and per-user bounds, say), always acquired in this order, before the client's own.
+current_limits: contextvars.ContextVar[tuple[asyncio.Semaphore, ...]] = contextvars.ContextVar(
+    "oxlin_current_limits", default=())
 
 
 _UNSET: Any = object()
@@ -241,28 +245,40 @@ class Session:
         while (delay := self._gate_until - time.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
 
+    async def _send(self, method: str, url: yarl.URL, params: Mapping[str, str] | None,
+                    json: Any, data: Mapping[str, str] | None,
+                    headers: Mapping[str, str]) -> Response:
+        try:
+            async with self.http.request(method, url, params=params, json=json, data=data,
+                                         headers=headers, timeout=self._timeout,
+                                         allow_redirects=False) as resp:
+                return Response(resp.status, resp.headers, await resp.read(), method, url)
+        except asyncio.TimeoutError:
+            raise _Retryable(RequestTimeoutError("the request timed out", method=method,
+                                                 url=url), sent=True) from None
+        except aiohttp.ClientConnectorError as exc:
+            # Refused or unreachable: the request never left, so even a POST may retry.
+            raise _Retryable(TransportError(f"cannot connect: {exc.os_error}",
+                                            method=method, url=url), sent=False) from None
+        except aiohttp.ClientError as exc:
+            raise _Retryable(TransportError(f"connection failed: {type(exc).__name__}",
+                                            method=method, url=url), sent=True) from None
+
     async def _attempt(self, method: str, url: yarl.URL, params: Mapping[str, str] | None,
                        json: Any, data: Mapping[str, str] | None,
                        headers: Mapping[str, str]) -> Response:
         await self._wait_gate()
-        async with self._slots:
-            await self._wait_gate()  # a 429 may have closed the gate while we queued
-            try:
-                async with self.http.request(method, url, params=params, json=json, data=data,
-                                             headers=headers, timeout=self._timeout,
-                                             allow_redirects=False) as resp:
-                    body = await resp.read()
-                    response = Response(resp.status, resp.headers, body, method, url)
-            except asyncio.TimeoutError:
-                raise _Retryable(RequestTimeoutError("the request timed out", method=method,
-                                                     url=url), sent=True) from None
-            except aiohttp.ClientConnectorError as exc:
-                # Refused or unreachable: the request never left, so even a POST may retry.
-                raise _Retryable(TransportError(f"cannot connect: {exc.os_error}",
-                                                method=method, url=url), sent=False) from None
-            except aiohttp.ClientError as exc:
-                raise _Retryable(TransportError(f"connection failed: {type(exc).__name__}",
-                                                method=method, url=url), sent=True) from None
+        held: list[asyncio.Semaphore] = []
+        try:
+            for limit in current_limits.get():
+                await limit.acquire()
+                held.append(limit)
+            async with self._slots:
+                await self._wait_gate()  # a 429 may have closed the gate while we queued
+                response = await self._send(method, url, params, json, data, headers)
+        finally:
+            for limit in held:
+                limit.release()
         if response.status == 429:
             wait = _retry_after(response.headers)
             if wait is not None and wait <= self.retry.max_retry_after:
@@ -272,4 +288,4 @@ class Session:
 
 
 __all__ = ["RateLimitError", "RequestStats", "Response", "RetryPolicy", "Session",
-           "current_stats"]
+           "current_limits", "current_stats"]

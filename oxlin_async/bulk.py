@@ -1,0 +1,373 @@
+"""Bulk fetching: every transaction of many users, concurrently, with nothing lost.
+
+    run = client.bulk_transactions(users, start_date=datetime.date(2025, 1, 1))
+    async for batch in run:                 # one page of one account, as it arrives
+        save(batch.user, batch.account, batch.transactions)
+    print(run.result.failed)
+
+How it works: `concurrency` user workers share a semaphore of `concurrency` requests in
+flight, each user a semaphore of `per_user_concurrency`; a worker signs the user in,
+lists the accounts and walks every account's transactions at once. Pages go through a
+bounded queue, so a slow consumer slows the fetching and memory stays bounded however
+many users there are. A user that fails is reported with the reason, and the others go
+on. With a `Checkpoint`, an account is recorded as done once the consumer has taken all
+its pages (that is, asked for the next item), so a re-run skips it: the two runs
+together deliver every transaction exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._session import RequestStats, current_limits, current_stats
+from .errors import ArgumentError, OxlinError
+from .models import Account, Transaction
+from .resources.transactions import transaction_params
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from ._client import OxlinClient, UserClient
+
+
+@attrs.frozen
+class BulkUser:
+    """One user to fetch: by e-mail and password, or by user token. `key` names the user
+    in results, checkpoints and exports (the e-mail by default)."""
+
+    key: str
+    email: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    access_token: str | None = attrs.field(default=None, repr=False)
+    refresh_token: str | None = attrs.field(default=None, repr=False)
+
+    @classmethod
+    def with_password(cls, email: str, password: str) -> BulkUser:
+        return cls(key=email, email=email, password=password)
+
+    @classmethod
+    def with_token(cls, access_token: str, refresh_token: str | None = None, *,
+                   key: str) -> BulkUser:
+        return cls(key=key, access_token=access_token, refresh_token=refresh_token)
+
+    def scope(self, client: OxlinClient) -> UserClient:
+        if self.email is not None and self.password is not None:
+            return client.as_user(self.email, self.password)
+        if self.access_token is not None:
+            return client.as_user_token(self.access_token, self.refresh_token)
+        raise ArgumentError("users", f"user {self.key!r} has neither a password nor a token")
+
+
+@attrs.frozen
+class Batch:
+    """One page of one account's transactions."""
+
+    user: str
+    account: Account
+    transactions: list[Transaction]
+
+
+@attrs.define
+class UserReport:
+    """How one user went. `status`: pending, done, failed, or skipped (already done in
+    the checkpoint)."""
+
+    user: str
+    status: str = "pending"
+    user_id: str | None = None
+    accounts: int = 0
+    accounts_skipped: int = 0
+    transactions: int = 0
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    error: str | None = None
+    error_type: str | None = None
+    #: the newest import_date seen: the next incremental run's `since`
+    last_import_date: dt.datetime | None = None
+
+
+@attrs.define
+class BulkResult:
+    users: list[UserReport]
+    elapsed: float = 0.0
+
+    @property
+    def failed(self) -> list[UserReport]:
+        return [u for u in self.users if u.status == "failed"]
+
+    @property
+    def transactions(self) -> int:
+        return sum(u.transactions for u in self.users)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@attrs.frozen
+class Progress:
+    users_total: int | None
+    users_done: int
+    users_failed: int
+    transactions: int
+    requests: int
+    retries: int
+    elapsed: float
+
+
+class Checkpoint:
+    """An append-only JSON-lines log of finished accounts and users.
+
+    Each line is flushed as it is written, so a run killed at any point leaves at most
+    a torn last line, which loading ignores. `extra` carries the caller's state at each
+    account (an output file's offset, say); `last_extra` is the newest.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.users: set[str] = set()
+        self.accounts: set[tuple[str, str]] = set()
+        self.last_extra: dict[str, Any] = {}
+        self._file: Any = None
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    with contextlib.suppress(ValueError):
+                        self._replay(json.loads(line))
+        except FileNotFoundError:
+            pass
+
+    def _replay(self, entry: dict[str, Any]) -> None:
+        if "account" in entry:
+            self.accounts.add((entry["user"], entry["account"]))
+            self.last_extra = entry.get("extra") or {}
+        elif entry.get("done"):
+            self.users.add(entry["user"])
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._file.write(json.dumps(entry) + "\n")
+        self._file.flush()
+        self._replay(entry)
+
+    def account_done(self, user: str, account_id: str, extra: Mapping[str, Any] | None = None
+                     ) -> None:
+        self._write({"user": user, "account": account_id, "extra": dict(extra or {})})
+
+    def user_done(self, user: str) -> None:
+        self._write({"user": user, "done": True})
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@attrs.frozen
+class _AccountDone:
+    report: UserReport
+    account_id: str
+
+
+@attrs.frozen
+class _UserDone:
+    report: UserReport
+
+
+_END = object()
+
+
+async def _all_or_nothing(jobs: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the jobs concurrently; the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class BulkRun:
+    """An async iterator of `Batch`; `result` once it is exhausted. See the module doc."""
+
+    def __init__(self, client: OxlinClient, users: Iterable[BulkUser] | AsyncIterable[BulkUser],
+                 *, concurrency: int = 32, per_user_concurrency: int = 4, buffer: int = 64,
+                 since: dt.datetime | int | None = None,
+                 checkpoint: Checkpoint | str | os.PathLike[str] | None = None,
+                 checkpoint_extra: Callable[[], Mapping[str, Any]] | None = None,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 progress_interval: float = 0.2, **filters: Any) -> None:
+        for name, value in (("concurrency", concurrency),
+                            ("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
+            if not isinstance(value, int) or value < 1:
+                raise ArgumentError(name, f"must be an int >= 1, got {value!r}")
+        if "account_id" in filters or "sort" in filters:
+            raise ArgumentError("filters", "account_id and sort are chosen by the bulk fetcher")
+        if since is not None:
+            filters["start_import_date"] = since
+        transaction_params(**filters)  # validate every filter before any request
+        self._client = client
+        self._users = users
+        self._filters = filters
+        self.concurrency = concurrency
+        self.per_user_concurrency = per_user_concurrency
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+        self.checkpoint = (checkpoint if isinstance(checkpoint, Checkpoint) or checkpoint is None
+                           else Checkpoint(checkpoint))
+        self._checkpoint_extra = checkpoint_extra
+        self._on_progress = on_progress
+        self._interval = progress_interval
+        self._reports: list[UserReport] = []
+        self._stats: list[tuple[UserReport, RequestStats]] = []
+        self._users_total = len(users) if isinstance(users, (list, tuple)) else None
+        self._started = 0.0
+        self._last_progress = 0.0
+        self._supervisor: asyncio.Task[None] | None = None
+        self._pending_ack: _AccountDone | None = None
+        self.result: BulkResult | None = None
+
+    # ------------------------------------------------------------------ consumer side
+    def __aiter__(self) -> AsyncIterator[Batch]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Batch]:
+        self._started = time.monotonic()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, Batch):
+                    yield item  # the consumer handles it before asking for more
+                elif isinstance(item, _AccountDone):
+                    if self.checkpoint is not None:
+                        extra = self._checkpoint_extra() if self._checkpoint_extra else None
+                        self.checkpoint.account_done(item.report.user, item.account_id, extra)
+                elif isinstance(item, _UserDone):
+                    if item.report.status == "done" and self.checkpoint is not None:
+                        self.checkpoint.user_done(item.report.user)
+                    self._progress(force=True)
+            await self._supervisor  # re-raises what went wrong outside any one user
+        finally:
+            await self.aclose()
+        self.result = BulkResult(self._reports, time.monotonic() - self._started)
+        self._progress(force=True)
+
+    async def aclose(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None and not supervisor.done():
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+
+    def progress(self) -> Progress:
+        requests = retries = 0
+        for report, stats in self._stats:
+            report.requests, report.retries = stats.requests, stats.retries
+            requests += stats.requests
+            retries += stats.retries
+        return Progress(
+            users_total=self._users_total,
+            users_done=sum(r.status in ("done", "skipped") for r in self._reports),
+            users_failed=sum(r.status == "failed" for r in self._reports),
+            transactions=sum(r.transactions for r in self._reports),
+            requests=requests, retries=retries, elapsed=time.monotonic() - self._started)
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._on_progress is not None and (force or now - self._last_progress
+                                              >= self._interval):
+            self._last_progress = now
+            self._on_progress(self.progress())
+        elif force:
+            self.progress()  # still fold the request counts into the reports
+
+    # ------------------------------------------------------------------ producer side
+    async def _user_source(self) -> AsyncIterator[BulkUser]:
+        if isinstance(self._users, AsyncIterable):
+            async for user in self._users:
+                yield user
+        else:
+            for user in self._users:
+                yield user
+
+    async def _supervise(self) -> None:
+        everyone = asyncio.Semaphore(self.concurrency)
+        source = self._user_source()
+        lock = asyncio.Lock()
+
+        async def worker() -> None:
+            while True:
+                async with lock:  # the source is shared by the workers
+                    user = await anext(source, None)
+                if user is None:
+                    return
+                await self._fetch_user(user, everyone)
+
+        try:
+            workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+            try:
+                await asyncio.gather(*workers)
+            finally:
+                for w in workers:
+                    w.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            await source.aclose()  # type: ignore[attr-defined]
+        await self._queue.put(_END)
+
+    async def _fetch_user(self, user: BulkUser, everyone: asyncio.Semaphore) -> None:
+        report = UserReport(user.key)
+        self._reports.append(report)
+        if self.checkpoint is not None and user.key in self.checkpoint.users:
+            report.status = "skipped"
+            await self._queue.put(_UserDone(report))
+            return
+        stats = RequestStats()
+        self._stats.append((report, stats))
+        # Requests made from here on (and by tasks started here) count into `stats` and
+        # hold a slot of the job's and of this user's limits.
+        current_stats.set(stats)
+        current_limits.set((asyncio.Semaphore(self.per_user_concurrency), everyone))
+        scope = user.scope(self._client)
+        try:
+            accounts = await scope.accounts.list().collect()
+            report.user_id = scope.user_id
+            todo = [a for a in accounts if self.checkpoint is None
+                    or (user.key, a.id) not in self.checkpoint.accounts]
+            report.accounts = len(accounts)
+            report.accounts_skipped = len(accounts) - len(todo)
+            await _all_or_nothing([self._fetch_account(scope, report, a) for a in todo])
+            report.status = "done"
+        except OxlinError as error:
+            report.status = "failed"
+            report.error = str(error)
+            report.error_type = type(error).__name__
+        finally:
+            scope.forget()  # memory stays bounded however many users pass through
+        await self._queue.put(_UserDone(report))
+
+    async def _fetch_account(self, scope: UserClient, report: UserReport,
+                             account: Account) -> None:
+        walk = scope.transactions.list(account_id=account.id, **self._filters,
+                                       prefetch=self.per_user_concurrency)
+        async for page in walk.pages():
+            report.pages += 1
+            report.transactions += len(page)
+            newest = max(t.import_date for t in page)
+            if report.last_import_date is None or newest > report.last_import_date:
+                report.last_import_date = newest
+            await self._queue.put(Batch(report.user, account, page))
+            self._progress()
+        await self._queue.put(_AccountDone(report, account.id))
