@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_arguments(box, prefix="sandbox-")
     export.set_defaults(sandbox_users=20)
 
-    sandbox = commands.add_parser("sandbox", help="run the emulator (python -m oxlin_async.testing)",
-                                  add_help=False)
+    sandbox = commands.add_parser("sandbox", add_help=False,
+                                  help="run the emulator (python -m oxlin_async.testing)")
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
@@ -298,14 +298,20 @@ def _write_report(path: str, result: BulkResult) -> None:
     os.replace(tmp, path)
 
 
+def _checkpoint(args: argparse.Namespace) -> Checkpoint | None:
+    path = args.checkpoint or (args.out + ".checkpoint" if args.resume else None)
+    if path is None:
+        return None
+    if os.path.exists(path) and not args.resume:
+        raise InputError(f"the checkpoint {path} exists: pass --resume to continue that run, "
+                         "or delete it")
+    return Checkpoint(path)
+
+
 async def _export(args: argparse.Namespace, users: list[BulkUser] | None,
-                  client_id: str | None, client_secret: str | None) -> int:
+                  client_id: str | None, client_secret: str | None,
+                  checkpoint: Checkpoint | None) -> int:
     fmt = _format(args)
-    checkpoint_path = args.checkpoint or (args.out + ".checkpoint" if args.resume else None)
-    if checkpoint_path and os.path.exists(checkpoint_path) and not args.resume:
-        raise InputError(f"the checkpoint {checkpoint_path} exists: pass --resume to continue "
-                         "that run, or delete it")
-    checkpoint = Checkpoint(checkpoint_path) if checkpoint_path else None
     resume_offset = (int(checkpoint.last_extra.get("offset", 0))
                      if checkpoint is not None and args.resume else None)
 
@@ -374,7 +380,7 @@ def export(args: argparse.Namespace) -> int:
         raise InputError("--start-date is after --end-date")
     users = read_users(args.users) if args.users else None
     _check_writable(args.out)
-    return asyncio.run(_export(args, users, client_id, client_secret))
+    return asyncio.run(_export(args, users, client_id, client_secret, _checkpoint(args)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
