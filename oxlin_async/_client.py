@@ -21,8 +21,9 @@ import yarl
 from ._auth import Token, TokenManager
 from ._session import Response, RetryPolicy, Session
 from .environments import Environment
-from .errors import AuthenticationError, DecodeError, InvalidGrantError
+from .errors import ArgumentError, AuthenticationError, DecodeError, InvalidGrantError
 from .resources import Accounts, Categories, ClientUsers, Connections, Transactions, Users, Widget
+from .resources.users import _check_email, _check_password
 
 if TYPE_CHECKING:
     from .bulk import BulkRun, BulkUser
@@ -118,8 +119,6 @@ class OxlinClient:
                  user_scopes: Sequence[str] = DEFAULT_USER_SCOPES,
                  user_agent: str | None = None) -> None:
         if not client_id or not client_secret:
-            from .errors import ArgumentError
-
             raise ArgumentError("client_id" if not client_id else "client_secret",
                                 "must be a non-empty str")
         self.client_id = client_id
@@ -151,8 +150,6 @@ class OxlinClient:
     def as_user(self, email: str, password: str, *,
                 scopes: Sequence[str] | None = None) -> UserClient:
         """A scope acting as this user (password grant on first use; no I/O now)."""
-        from .resources.users import _check_email, _check_password
-
         _check_email(email)
         _check_password(password)
         wanted = " ".join(scopes if scopes is not None else self.user_scopes)
@@ -177,8 +174,6 @@ class OxlinClient:
                       expires_in: float | None = None) -> UserClient:
         """A scope using a user token obtained elsewhere. With `refresh_token`, it renews
         itself; without, an expired token raises `AuthenticationError`."""
-        from .errors import ArgumentError
-
         if not access_token:
             raise ArgumentError("access_token", "must be a non-empty str")
         key = ("token", hashlib.sha256(access_token.encode()).hexdigest())
