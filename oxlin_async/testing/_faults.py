@@ -47,8 +47,9 @@ class Faults:
     insert_while_paging: int = 0
     #: Retry-After sent with injected 429 and 503 answers, in whole seconds
     retry_after: int = 1
-    #: path prefixes that faults apply to (the widget's pages are left alone)
-    paths: tuple[str, ...] = ("/auth/", "/api/", "/embed/v2.1/")
+    #: path prefixes that faults apply to (the widget's pages are left alone, but not the
+    #: short alias of the widget-session endpoint, which is API like its canonical path)
+    paths: tuple[str, ...] = ("/auth/", "/api/", "/embed/v2.1/", "/embed/widget_session")
     rng: random.Random = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:

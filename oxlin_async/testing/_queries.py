@@ -76,13 +76,19 @@ def _eq(attr: str, parse: Callable[[str], Any]) -> FilterFactory:
 
 def _cents_cmp(name: str, op: Callable[[Decimal, Decimal], bool]) -> FilterFactory:
     def factory(raw: str) -> Predicate:
-        bound = _decimal(name, raw) * 100
-        return lambda t: op(Decimal(t.amount_cents), bound)
+        # Compare in euros: scaling the bound instead could overflow the decimal context
+        # (``1e999999999 * 100``) and answer 500; comparisons themselves are exact.
+        bound = _decimal(name, raw)
+        return lambda t: op(Decimal(t.amount_cents).scaleb(-2), bound)
     return factory
 
 
 def _amount_eq(raw: str) -> Predicate:
-    cents = _decimal("amount", raw).quantize(Decimal("0.01")) * 100
+    value = _decimal("amount", raw)
+    try:
+        cents = value.quantize(Decimal("0.01")).scaleb(2)
+    except InvalidOperation:  # too many digits to round to cents (``1e30``): no such amount
+        return lambda t: False
     return lambda t: t.amount_cents == cents
 
 

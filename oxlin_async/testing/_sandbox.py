@@ -85,9 +85,10 @@ class OxlinSandbox:
         if self._runner is not None:
             return self
         app = build_app(self.state, self.faults)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, self._host, self._port)
         await site.start()
         self._runner = runner
         sock = site._server.sockets[0]  # type: ignore[union-attr]

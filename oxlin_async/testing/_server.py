@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +22,8 @@ from ._http import HTTPProblem, bad_parameter, json_error, json_response, not_fo
 from ._records import CATEGORIES, SCOPES, Client, Transaction
 from ._state import EmulatorState, Token, UserData
 from ._widget import widget_routes
+
+log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("state", EmulatorState)
 FAULTS_KEY = web.AppKey("faults", Faults)
@@ -93,6 +96,7 @@ async def token_endpoint(request: web.Request) -> web.Response:
     if not grant:
         raise OAuthProblem("invalid_request", "missing parameter: grant_type")
     client = _client_from_request(state, request, body)
+    granted: frozenset[str] | None = None  # what a new refresh token carries
     if grant == "client_credentials":
         scopes = _requested_scopes(body, client.scopes)
         user_id = None
@@ -111,6 +115,9 @@ async def token_endpoint(request: web.Request) -> web.Response:
         scopes = _requested_scopes(body, old.scopes)
         del state.refresh_tokens[value]  # rotation: a refresh token is single-use
         user_id = old.user_id
+        # RFC 6749 §6: a narrowed `scope` narrows the access token only; the new refresh
+        # token keeps the scope of the one it replaces (the original grant).
+        granted = old.scopes
     else:
         raise OAuthProblem("unsupported_grant_type", f"unsupported grant_type {grant!r}")
     lifetime = state.token_lifetime
@@ -120,8 +127,8 @@ async def token_endpoint(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {"access_token": token.value, "token_type": "Bearer",
                               "expires_in": lifetime, "scope": " ".join(sorted(scopes))}
     if user_id is not None:
-        answer["refresh_token"] = state.issue_refresh_token(client.client_id, user_id,
-                                                            scopes).value
+        answer["refresh_token"] = state.issue_refresh_token(
+            client.client_id, user_id, scopes if granted is None else granted).value
     return json_response(answer, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
@@ -187,8 +194,8 @@ async def create_user(request: web.Request) -> web.Response:
 
 def _own_user(request: web.Request, scope: str) -> int:
     token = _authorize(request, (scope,), user=True)
-    raw = request.match_info.get("user_id", "me")
-    if raw != "me" and _path_id(request, "user_id") != token.user_id:
+    # Only GET /users/me names the caller without an id; DELETE /users/me is "another id".
+    if "user_id" in request.match_info and _path_id(request, "user_id") != token.user_id:
         raise HTTPProblem(403, "insufficient_scope", "a user can only access itself")
     assert token.user_id is not None
     return token.user_id
@@ -328,6 +335,16 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return json_error(404, "RESOURCE_UNKNOWN", f"no such path {request.path}")
     except web.HTTPMethodNotAllowed:
         return json_error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+    except web.HTTPException as exc:
+        # aiohttp's own errors (413 for a body over client_max_size...) in the JSON shape
+        # that every host uses, rather than aiohttp's text/plain pages.
+        if exc.status < 400:
+            raise
+        code = "INTERNAL_ERROR" if exc.status >= 500 else "BAD_PARAMETER"
+        return json_error(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("the emulator failed on %s %s", request.method, request.path_qs)
+        return json_error(500, "INTERNAL_ERROR", "unexpected error in the emulator")
 
 
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
