@@ -46,6 +46,12 @@ class Token:
                    refresh_token=str(refresh) if refresh else None)
 
 
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (always False before 3.11)."""
+    task = asyncio.current_task()
+    return bool(task is not None and getattr(task, "cancelling", lambda: 0)())
+
+
 #: Given the token being replaced (or None), obtain a new one.
 Renew = Callable[[Token | None], Awaitable[Token]]
 
@@ -59,6 +65,7 @@ class TokenManager:
         self._clock = clock
         self._token = token
         self._stale = False
+        self._closed = False
         self._renewing: asyncio.Task[Token] | None = None
 
     @property
@@ -74,7 +81,14 @@ class TokenManager:
             task = asyncio.get_running_loop().create_task(self._run(token))
             self._renewing = task
         # shield: a caller that gives up must not cancel the renewal the others wait for.
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # `aclose()` cancelled the renewal under us: that is not *our* cancellation, and
+            # a CancelledError would make a caller's task look cancelled when nobody asked.
+            if self._closed and task.cancelled() and not _cancelling():
+                raise RuntimeError("this client is closed") from None
+            raise
 
     async def _run(self, previous: Token | None) -> Token:
         try:
@@ -93,6 +107,7 @@ class TokenManager:
         self._token, self._stale = token, False
 
     async def aclose(self) -> None:
+        self._closed = True
         task, self._renewing = self._renewing, None
         if task is not None and not task.done():
             task.cancel()

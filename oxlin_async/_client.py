@@ -188,8 +188,11 @@ class OxlinClient:
                                       "to renew it")
 
         lifetime = float("inf") if expires_in is None else float(expires_in)
+        # Without a refresh token nothing can renew it early: use it until it expires
+        # (lifetime 0 gives no renewal margin) rather than refuse a still valid token.
         initial = Token(access_token=access_token, refresh_token=refresh_token,
-                        expires_at=time.monotonic() + lifetime, lifetime=lifetime)
+                        expires_at=time.monotonic() + lifetime,
+                        lifetime=lifetime if refresh_token else 0.0)
         return self._user_scope(key, renew, email=None, initial=initial)
 
     def _user_scope(self, key: tuple[str, ...], renew: Any, *, email: str | None,

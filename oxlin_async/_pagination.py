@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
 from .errors import ArgumentError
@@ -46,11 +46,13 @@ def check_page_options(page_size: int, max_items: int | None, start_page: int,
             not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ArgumentError("page_size", f"must be an int from 1 to {MAX_PAGE_SIZE}, "
                                          f"got {page_size!r}")
-    if max_items is not None and (not isinstance(max_items, int) or max_items < 0):
+    # bool is an int subclass: True would silently mean 1
+    if max_items is not None and (isinstance(max_items, bool) or
+                                  not isinstance(max_items, int) or max_items < 0):
         raise ArgumentError("max_items", f"must be None or an int >= 0, got {max_items!r}")
-    if not isinstance(start_page, int) or start_page < 1:
+    if isinstance(start_page, bool) or not isinstance(start_page, int) or start_page < 1:
         raise ArgumentError("start_page", f"must be an int >= 1, got {start_page!r}")
-    if not isinstance(prefetch, int) or prefetch < 1:
+    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
         raise ArgumentError("prefetch", f"must be an int >= 1, got {prefetch!r}")
 
 
@@ -74,7 +76,7 @@ class AsyncPaginator(Generic[T]):
         return (f"<AsyncPaginator page_size={self.page_size} max_items={self.max_items} "
                 f"start_page={self.start_page} prefetch={self.prefetch}>")
 
-    async def pages(self) -> AsyncIterator[list[T]]:
+    async def pages(self) -> AsyncGenerator[list[T], None]:
         """Yield each page's new items, in server order. Empty pages are not yielded."""
         loop = asyncio.get_running_loop()
         in_flight: deque[tuple[int, asyncio.Task[list[T]]]] = deque()
@@ -123,14 +125,14 @@ class AsyncPaginator(Generic[T]):
             if in_flight:
                 await asyncio.gather(*(t for _, t in in_flight), return_exceptions=True)
 
-    async def __aiter__(self) -> AsyncIterator[T]:
+    async def __aiter__(self) -> AsyncGenerator[T, None]:
         pages = self.pages()
         try:
             async for page in pages:
                 for item in page:
                     yield item
         finally:
-            await pages.aclose()  # type: ignore[attr-defined]
+            await pages.aclose()
 
     async def collect(self) -> list[T]:
         """Every item, as one list."""
@@ -142,6 +144,8 @@ class AsyncPaginator(Generic[T]):
 
     async def first(self) -> T | None:
         """The first item, or None; asks the server for one item only."""
+        if self.max_items == 0:
+            return None  # the walk is empty: no request
         one = AsyncPaginator(self._fetch, page_size=1, max_items=1, start_page=1,
                              prefetch=1, key=self._key)
         if self.start_page != 1:

@@ -91,7 +91,14 @@ def end_time(name: str, value: object) -> str:
 
 def sort(name: str, value: str | Sequence[str], fields: Sequence[str]) -> str:
     """``"-date,amount"`` or ``["-date", "amount"]``: known fields, each once."""
-    items = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, Sequence):
+        items = list(value)
+    else:
+        raise ArgumentError(name, f"must be a str or a sequence of str, got {value!r}")
+    if not items:  # would send an empty `sort`, which the server rejects
+        raise ArgumentError(name, "names no field; pass None for the default order")
     seen: set[str] = set()
     for item in items:
         field = item[1:] if isinstance(item, str) and item.startswith("-") else item

@@ -90,7 +90,7 @@ _UNSET: Any = object()
 class Response:
     status: int
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes = attrs.field(repr=False)  # a token answer's body holds secrets
     method: str
     url: yarl.URL
     _data: Any = attrs.field(default=_UNSET, repr=False)
@@ -104,9 +104,11 @@ class Response:
         if self._data is _UNSET:
             try:
                 self._data = loads(self.body)
-            except ValueError as exc:
+            except (ValueError, DecodeError) as exc:  # `loads` raises DecodeError itself
+                detail = (exc.message.removeprefix("invalid JSON: ")
+                          if isinstance(exc, DecodeError) else str(exc))
                 raise DecodeError(
-                    f"{self.method} {self.url.path}: the body is not valid JSON: {exc}",
+                    f"{self.method} {self.url.path}: the body is not valid JSON: {detail}",
                     status=self.status, request_id=self.request_id, body=self.body) from None
         return self._data
 
@@ -139,9 +141,14 @@ class Session:
             raise ValueError("max_concurrency must be at least 1")
         self._own = session is None
         self._session = session
-        if session is not None and session.connector is not None and session.connector.limit:
-            # Waiting for a pooled connection counts against aiohttp's timeouts: stay below.
-            max_concurrency = min(max_concurrency, session.connector.limit)
+        if session is not None and session.connector is not None:
+            # Waiting for a pooled connection counts against aiohttp's timeouts: stay below
+            # the pool, and below its per-host limit too (our traffic goes to one or two
+            # hosts). 0 means unlimited.
+            connector = session.connector
+            for pool in (connector.limit, connector.limit_per_host):
+                if pool:
+                    max_concurrency = min(max_concurrency, pool)
         self.max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -249,6 +256,8 @@ class Session:
                     json: Any, data: Mapping[str, str] | None,
                     headers: Mapping[str, str]) -> Response:
         try:
+            if not self._own:  # a borrowed session lacks our default headers
+                headers = {**self._headers, **headers}
             async with self.http.request(method, url, params=params, json=json, data=data,
                                          headers=headers, timeout=self._timeout,
                                          allow_redirects=False) as resp:

@@ -6,6 +6,7 @@ against it and returns the requested page of records.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -32,20 +33,22 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 
 
+# Plain ASCII notation only: int() and Decimal() alone would also take "--5" (a crash:
+# `lstrip("-")` let it through to int()), "1_000", " 5 " or non-ASCII digits.
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _int(name: str, raw: str) -> int:
-    if not raw.lstrip("-").isdigit() or not raw.isascii():
+    if not _INTEGER.fullmatch(raw):
         raise bad_parameter(f"{name} must be an integer, got {raw!r}")
     return int(raw)
 
 
 def _decimal(name: str, raw: str) -> Decimal:
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise bad_parameter(f"{name} must be a number, got {raw!r}") from None
-    if not value.is_finite():
-        raise bad_parameter(f"{name} must be a finite number, got {raw!r}")
-    return value
+    if not _NUMBER.fullmatch(raw):
+        raise bad_parameter(f"{name} must be a number, got {raw!r}")
+    return Decimal(raw)
 
 
 def _enum(name: str, raw: str, allowed: Sequence[str]) -> str:

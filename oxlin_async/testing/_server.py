@@ -333,8 +333,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return problem.response()
     except web.HTTPNotFound:
         return json_error(404, "RESOURCE_UNKNOWN", f"no such path {request.path}")
-    except web.HTTPMethodNotAllowed:
-        return json_error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+    except web.HTTPMethodNotAllowed as exc:
+        return json_error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
+                          {"Allow": ",".join(sorted(exc.allowed_methods))})  # RFC 9110
     except web.HTTPException as exc:
         # aiohttp's own errors (413 for a body over client_max_size...) in the JSON shape
         # that every host uses, rather than aiohttp's text/plain pages.
@@ -342,6 +343,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             raise
         code = "INTERNAL_ERROR" if exc.status >= 500 else "BAD_PARAMETER"
         return json_error(exc.status, code, exc.reason)
+    except ConnectionError:
+        raise  # the client went away: nobody to answer, nothing failed here
     except Exception:
         log.exception("the emulator failed on %s %s", request.method, request.path_qs)
         return json_error(500, "INTERNAL_ERROR", "unexpected error in the emulator")
