@@ -13,8 +13,11 @@ from ._faults import Faults
 from ._sandbox import OxlinSandbox
 
 
-def add_sandbox_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """The options that shape a sandbox; `prefix` is "sandbox-" where they share a CLI."""
+def add_sandbox_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                          prefix: str = "") -> None:
+    """The options that shape a sandbox; `prefix` is "sandbox-" where they share a CLI.
+
+    `parser` may be an argument group (``oxlin-async export`` groups them)."""
     p = f"--{prefix}"
     parser.add_argument(f"{p}users", type=int, default=5, metavar="N",
                         help="seeded users (default 5)")
@@ -46,7 +49,8 @@ def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str =
     rate, seed = float(get("fault-rate")), int(get("seed"))
     for name in ("users", "accounts", "transactions", "token-lifetime"):
         if int(get(name)) < (1 if name == "token-lifetime" else 0):
-            raise ValueError(f"--{prefix}{name} must not be negative")
+            raise ValueError(f"--{prefix}{name} must be at least 1" if name == "token-lifetime"
+                             else f"--{prefix}{name} must not be negative")
     if not 0 <= rate <= 1:
         raise ValueError(f"--{prefix}fault-rate must be between 0 and 1, got {rate}")
     faults = Faults.uniform(rate, seed=seed) if rate else Faults(seed=seed)
