@@ -14,8 +14,8 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import attrs
@@ -23,7 +23,7 @@ import yarl
 
 from . import __version__
 from ._auth import Token, TokenManager
-from ._convert import loads
+from ._convert import loads, structure, structure_list
 from .errors import (
     APIError,
     AuthenticationError,
@@ -36,6 +36,8 @@ from .errors import (
 )
 
 log = logging.getLogger("oxlin_async")
+T = TypeVar("T")
+R = TypeVar("R")
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
@@ -111,6 +113,21 @@ class Response:
                     f"{self.method} {self.url.path}: the body is not valid JSON: {detail}",
                     status=self.status, request_id=self.request_id, body=self.body) from None
         return self._data
+
+    def decode(self, cls: type[T]) -> T:
+        """The body as one model; a wrong shape is a `DecodeError` naming this response."""
+        return self._with_context(structure, cls)
+
+    def decode_list(self, cls: type[T]) -> list[T]:
+        """The body (a JSON array) as a list of models."""
+        return self._with_context(structure_list, cls)
+
+    def _with_context(self, convert: Callable[[Any, type[T]], R], cls: type[T]) -> R:
+        try:
+            return convert(self.json(), cls)
+        except DecodeError as error:
+            error.status, error.request_id = self.status, self.request_id
+            raise
 
 
 class _Retryable(Exception):

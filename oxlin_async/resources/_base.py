@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yarl
 
-from .._convert import structure, structure_list
 from .._pagination import AsyncPaginator, check_page_options
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ class Resource:
 
     async def _get(self, model: type[T], *segments: str) -> T:
         response = await self._scope.request("GET", self._api(*segments))
-        return structure(response.json(), model)
+        return response.decode(model)
 
     def _list(self, model: type[T], path: str, params: Mapping[str, str], *, page_size: int,
               max_items: int | None, start_page: int, prefetch: int) -> AsyncPaginator[T]:
@@ -40,7 +39,7 @@ class Resource:
         async def fetch(page: int, limit: int) -> list[T]:
             query = {**base, "page": str(page), "limit": str(limit)}
             response = await scope.request("GET", url, params=query)
-            return structure_list(response.json(), model)
+            return response.decode_list(model)
 
         return AsyncPaginator(fetch, page_size=page_size, max_items=max_items,
                               start_page=start_page, prefetch=prefetch)

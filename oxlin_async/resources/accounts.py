@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import _params as p
-from .._convert import structure
 from .._pagination import MAX_PAGE_SIZE, AsyncPaginator
 from ..models import Account, AccountStatus, AccountType, AccountUsage
 from ._base import Resource, clean
@@ -52,4 +51,4 @@ class Accounts(Resource):
         response = await self._scope.request(
             "PATCH", self._api("accounts", p.ident("account_id", account_id)),
             json={"status": status.value}, idempotent=True)
-        return structure(response.json(), Account)
+        return response.decode(Account)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .._convert import structure_list
 from ..models import Category
 from ._base import Resource
 
@@ -10,4 +9,4 @@ from ._base import Resource
 class Categories(Resource):
     async def list(self) -> list[Category]:
         response = await self._scope.request("GET", self._api("categories"))
-        return structure_list(response.json(), Category)
+        return response.decode_list(Category)

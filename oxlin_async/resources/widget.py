@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._convert import structure
 from ..errors import AuthenticationError
 from ..models import WidgetSession
 from ._base import Resource
@@ -35,5 +34,5 @@ class Widget(Resource):
                     raise
                 scope.tokens.invalidate(token)
                 continue
-            return structure(response.json(), WidgetSession)
+            return response.decode(WidgetSession)
         raise AssertionError("unreachable")
