@@ -7,6 +7,12 @@ look-ahead starts at one page and doubles with each full page up to `prefetch` (
 short list costs no wasted request), pages are yielded strictly in order, and the first
 short page cancels the requests beyond it. Items are de-duplicated by id within a walk,
 so items that shift between pages while data changes come out once.
+
+What concurrency costs when the list changes during a walk: a sequential walk
+(``prefetch=1``) over a list that only grows sees shifted items twice (and yields them
+once) but never misses one; with look-ahead, a later page may be served before an
+earlier one, so an item pushed across their boundary in between can be missed. Walk
+changing data with ``prefetch=1``, or read it incrementally (``start_import_date``).
 """
 
 from __future__ import annotations
