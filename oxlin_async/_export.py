@@ -2,8 +2,11 @@
 
 JSON Lines and CSV go to ``<out>.part`` and are renamed to ``<out>`` only when the run
 ends, so a partial file never looks complete; `commit()` flushes and returns the offset a
-checkpoint records, and a resumed run truncates the partial file back to it. SQLite
-upserts by primary key inside one transaction per account, so re-runs never duplicate.
+checkpoint records, and a resumed run truncates the partial file back to it and drops the
+rows of accounts the checkpoint does not list as finished (pages of accounts are
+interleaved, so the part before that offset may hold some pages of an unfinished account,
+which the resumed run fetches again in full). SQLite upserts by primary key inside one
+transaction per account, so re-runs never duplicate.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import io
 import json
 import os
 import sqlite3
+from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
 
@@ -65,11 +69,15 @@ class Writer:
 
 
 class _FileWriter(Writer):
-    def __init__(self, path: str, *, resume_offset: int | None) -> None:
+    def __init__(self, path: str, *, resume_offset: int | None,
+                 finished: Collection[tuple[str, str]] | None = None) -> None:
         self.path = path
         self.part = path + ".part"
         if resume_offset is not None and not os.path.exists(self.part) and os.path.exists(path):
             os.replace(path, self.part)  # continue a finished run that had failures
+        if resume_offset is not None and finished is not None and os.path.exists(self.part):
+            self._keep_finished(resume_offset, finished)
+            resume_offset = os.path.getsize(self.part)
         mode = "r+b" if resume_offset is not None and os.path.exists(self.part) else "wb"
         self._raw = open(self.part, mode)  # noqa: SIM115 - closed in close()
         if mode == "r+b":
@@ -81,6 +89,23 @@ class _FileWriter(Writer):
 
     def _header(self) -> None:
         pass
+
+    def _keep_finished(self, offset: int, finished: Collection[tuple[str, str]]) -> None:
+        """Rewrite the first `offset` bytes of the part file, keeping only the rows of
+        `finished` (user, account id) pairs (and a header)."""
+        tmp = self.part + ".tmp"
+        with open(self.part, "rb") as raw_src, open(tmp, "wb") as raw_dst:
+            src = io.TextIOWrapper(io.BufferedReader(_Prefix(raw_src, offset)),
+                                   encoding="utf-8", newline="")
+            dst = io.TextIOWrapper(raw_dst, encoding="utf-8", newline="")
+            self._filter(src, dst, finished)
+            dst.flush()
+            dst.detach()
+        os.replace(tmp, self.part)
+
+    def _filter(self, src: io.TextIOWrapper, dst: io.TextIOWrapper,
+                finished: Collection[tuple[str, str]]) -> None:
+        raise NotImplementedError
 
     def commit(self) -> dict[str, Any]:
         self._out.flush()
@@ -95,7 +120,34 @@ class _FileWriter(Writer):
             self._out.close()
 
 
+class _Prefix(io.RawIOBase):
+    """The first `size` bytes of a binary file, as a readable stream."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._left = f, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._f.read(min(len(buffer), self._left))
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class JsonLinesWriter(_FileWriter):
+    def _filter(self, src: io.TextIOWrapper, dst: io.TextIOWrapper,
+                finished: Collection[tuple[str, str]]) -> None:
+        for line in src:
+            try:
+                record = json.loads(line)
+                key = (record["user"], record["account_id"])
+            except (ValueError, TypeError, KeyError):
+                continue  # a torn line
+            if key in finished:
+                dst.write(line)
+
     def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
         dumps = json.dumps
         for tx in transactions:
@@ -105,9 +157,10 @@ class JsonLinesWriter(_FileWriter):
 
 
 class CsvWriter(_FileWriter):
-    def __init__(self, path: str, *, resume_offset: int | None) -> None:
+    def __init__(self, path: str, *, resume_offset: int | None,
+                 finished: Collection[tuple[str, str]] | None = None) -> None:
         self._csv: Any = None
-        super().__init__(path, resume_offset=resume_offset)
+        super().__init__(path, resume_offset=resume_offset, finished=finished)
 
     def _writer(self) -> Any:
         if self._csv is None:
@@ -116,6 +169,17 @@ class CsvWriter(_FileWriter):
 
     def _header(self) -> None:
         self._writer().writeheader()
+
+    def _filter(self, src: io.TextIOWrapper, dst: io.TextIOWrapper,
+                finished: Collection[tuple[str, str]]) -> None:
+        rows = csv.reader(src)
+        out = csv.writer(dst, lineterminator="\n")
+        header = next(rows, None)
+        if header == list(COLUMNS):
+            out.writerow(header)
+            for fields in rows:
+                if len(fields) == len(COLUMNS) and (fields[0], fields[1]) in finished:
+                    out.writerow(fields)
 
     def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
         writer = self._writer()
@@ -197,11 +261,14 @@ class SqliteWriter(Writer):
         self._db.close()
 
 
-def open_writer(fmt: str, path: str, *, resume_offset: int | None) -> Writer:
+def open_writer(fmt: str, path: str, *, resume_offset: int | None,
+                finished: Collection[tuple[str, str]] | None = None) -> Writer:
+    """`finished`: on resume, the (user, account id) pairs whose rows the partial file
+    keeps; the others are fetched again."""
     if fmt == "jsonl":
-        return JsonLinesWriter(path, resume_offset=resume_offset)
+        return JsonLinesWriter(path, resume_offset=resume_offset, finished=finished)
     if fmt == "csv":
-        return CsvWriter(path, resume_offset=resume_offset)
+        return CsvWriter(path, resume_offset=resume_offset, finished=finished)
     if fmt == "sqlite":
         return SqliteWriter(path)
     raise ValueError(f"unknown format {fmt!r}")

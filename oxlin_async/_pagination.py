@@ -13,6 +13,8 @@ What concurrency costs when the list changes during a walk: a sequential walk
 once) but never misses one; with look-ahead, a later page may be served before an
 earlier one, so an item pushed across their boundary in between can be missed. Walk
 changing data with ``prefetch=1``, or read it incrementally (``start_import_date``).
+(In the transactions' default order, import date ascending, a new import lands at the
+end and shifts nothing.)
 """
 
 from __future__ import annotations

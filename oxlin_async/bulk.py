@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._session import RequestStats, current_limits, current_stats
-from .errors import ArgumentError, OxlinError
+from .errors import ArgumentError, OxlinError, PermissionDeniedError
 from .models import Account, Transaction
 from .resources.transactions import transaction_params
 
@@ -155,7 +155,17 @@ class Checkpoint:
 
     def _write(self, entry: dict[str, Any]) -> None:
         if self._file is None:
+            torn = False
+            with contextlib.suppress(OSError), open(self.path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell():
+                    f.seek(-1, os.SEEK_END)
+                    torn = f.read(1) != b"\n"
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            if torn:
+                # A run killed mid-write left a torn last line: end it, or the next entry
+                # would be glued to it and lost on loading.
+                self._file.write("\n")
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
         self._replay(entry)
@@ -316,15 +326,22 @@ class BulkRun:
                 await self._fetch_user(user, everyone)
 
         try:
-            workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
             try:
-                await asyncio.gather(*workers)
+                workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+                try:
+                    await asyncio.gather(*workers)
+                finally:
+                    for w in workers:
+                        w.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
             finally:
-                for w in workers:
-                    w.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-        finally:
-            await source.aclose()  # type: ignore[attr-defined]
+                await source.aclose()  # type: ignore[attr-defined]
+        except Exception:
+            # Not one user's failure (the users source or a callback raised, say): end the
+            # consumer's loop so that `await self._supervisor` raises it there, rather
+            # than leave the consumer waiting for an end that never comes.
+            await self._queue.put(_END)
+            raise
         await self._queue.put(_END)
 
     async def _fetch_user(self, user: BulkUser, everyone: asyncio.Semaphore) -> None:
@@ -340,9 +357,21 @@ class BulkRun:
         # hold a slot of the job's and of this user's limits.
         current_stats.set(stats)
         current_limits.set((asyncio.Semaphore(self.per_user_concurrency), everyone))
-        scope = user.scope(self._client)
+        try:
+            # A malformed e-mail or password is this user's failure, not the run's.
+            scope = user.scope(self._client)
+        except OxlinError as error:
+            report.status, report.error = "failed", str(error)
+            report.error_type = type(error).__name__
+            await self._queue.put(_UserDone(report))
+            return
         try:
             accounts = await scope.accounts.list().collect()
+            if scope.user_id is None:
+                # The report names the user by id too; a token without the `profile`
+                # scope cannot read it, which is no reason to fail the user.
+                with contextlib.suppress(PermissionDeniedError):
+                    await scope.users.me()
             report.user_id = scope.user_id
             todo = [a for a in accounts if self.checkpoint is None
                     or (user.key, a.id) not in self.checkpoint.accounts]
@@ -355,6 +384,9 @@ class BulkRun:
             report.error = str(error)
             report.error_type = type(error).__name__
         finally:
+            # A token request still in flight (shielded for its other waiters) has none
+            # left once the walk is cancelled or failed: do not leave it running.
+            await scope.tokens.aclose()
             scope.forget()  # memory stays bounded however many users pass through
         await self._queue.put(_UserDone(report))
 

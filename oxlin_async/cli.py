@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import __version__
 from ._client import OxlinClient
+from ._session import RetryPolicy
 from ._export import SqliteWriter, Writer, open_writer
 from .bulk import BulkResult, BulkUser, Checkpoint, Progress
 from .environments import Environment
@@ -102,12 +104,19 @@ def _amount(text: str) -> Decimal:
 
 
 def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
 
 
@@ -173,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=_positive, default=32,
                      help="requests in flight at once (default 32)")
     run.add_argument("--per-user-concurrency", type=_positive, default=4)
+    run.add_argument("--max-retries", type=_count, default=RetryPolicy().max_retries,
+                     metavar="N", help="retries of a failed request before its user fails "
+                                       f"(default {RetryPolicy().max_retries})")
     run.add_argument("--checkpoint", metavar="FILE",
                      help="record finished users and accounts here")
     run.add_argument("--resume", action="store_true",
@@ -184,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     box.add_argument("--sandbox", action="store_true",
                      help="export from an embedded emulator (the default without credentials)")
     add_sandbox_arguments(box, prefix="sandbox-")
+    box.add_argument("--sandbox-retry-after", type=_count, default=None, metavar="S",
+                     help="the Retry-After (seconds) of the emulator's injected 429 and 503 "
+                          "answers (default 1)")
     export.set_defaults(sandbox_users=20)
 
     sandbox = commands.add_parser("sandbox", add_help=False,
@@ -305,6 +320,7 @@ def _checkpoint(args: argparse.Namespace) -> Checkpoint | None:
     if os.path.exists(path) and not args.resume:
         raise InputError(f"the checkpoint {path} exists: pass --resume to continue that run, "
                          "or delete it")
+    _check_writable(path)  # it is first written mid-run: fail now rather than then
     return Checkpoint(path)
 
 
@@ -323,6 +339,8 @@ async def _export(args: argparse.Namespace, users: list[BulkUser] | None,
                 box = sandbox_from_args(args, "sandbox-")
             except ValueError as exc:
                 raise InputError(str(exc)) from None
+            if args.sandbox_retry_after is not None:
+                box.faults.retry_after = args.sandbox_retry_after
             await stack.enter_async_context(box)
             client_id, client_secret, environment = box.client_id, box.client_secret, \
                 box.environment
@@ -333,8 +351,15 @@ async def _export(args: argparse.Namespace, users: list[BulkUser] | None,
         assert users is not None
         client = await stack.enter_async_context(
             OxlinClient(client_id, client_secret, environment=environment,
-                        max_concurrency=max(args.concurrency, 1)))
-        writer: Writer = open_writer(fmt, args.out, resume_offset=resume_offset)
+                        max_concurrency=max(args.concurrency, 1),
+                        retry=RetryPolicy(max_retries=args.max_retries)))
+        try:
+            writer: Writer = open_writer(
+                fmt, args.out, resume_offset=resume_offset,
+                finished=checkpoint.accounts if checkpoint is not None and args.resume
+                else None)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"cannot use {args.out} as an SQLite database: {exc}") from None
         stack.callback(writer.close)
         if checkpoint is not None:
             stack.callback(checkpoint.close)
@@ -380,6 +405,7 @@ def export(args: argparse.Namespace) -> int:
         raise InputError("--start-date is after --end-date")
     users = read_users(args.users) if args.users else None
     _check_writable(args.out)
+    _check_writable(args.report or args.out + ".report.json")  # written at the very end
     return asyncio.run(_export(args, users, client_id, client_secret, _checkpoint(args)))
 
 
