@@ -98,6 +98,12 @@ class TokenManager:
         finally:
             self._renewing = None
 
+    def is_current(self, token: Token) -> bool:
+        """Whether `token` is still the cached one and unexpired (the renewal margin is
+        for starting renewals early, not for refusing to send a valid token)."""
+        return (token is self._token and not self._stale
+                and self._clock() < token.expires_at)
+
     def invalidate(self, token: Token) -> None:
         """The server refused `token`: drop it, unless it was already replaced."""
         if self._token is token:

@@ -200,13 +200,9 @@ class Session:
         """Send with retries; return a 2xx/3xx response or raise the typed error."""
         replayed = False
         while True:
-            token: Token | None = await auth.get() if auth is not None else None
-            all_headers = dict(headers or {})
-            if token is not None:
-                all_headers["Authorization"] = f"Bearer {token.access_token}"
-            response = await self._with_retries(method, url, params, json, data, all_headers,
-                                                method in _IDEMPOTENT if idempotent is None
-                                                else idempotent, oauth)
+            response, token = await self._with_retries(
+                method, url, params, json, data, headers or {}, auth,
+                method in _IDEMPOTENT if idempotent is None else idempotent, oauth)
             if response.status < 400:
                 return response
             error = self._error(response, oauth)
@@ -227,8 +223,8 @@ class Session:
 
     async def _with_retries(self, method: str, url: yarl.URL, params: Mapping[str, str] | None,
                             json: Any, data: Mapping[str, str] | None,
-                            headers: Mapping[str, str], idempotent: bool,
-                            oauth: bool) -> Response:
+                            headers: Mapping[str, str], auth: TokenManager | None,
+                            idempotent: bool, oauth: bool) -> tuple[Response, Token | None]:
         stats = current_stats.get()
         retries = 0
         while True:
@@ -237,13 +233,14 @@ class Session:
                     stats.requests += 1
                     if oauth:
                         stats.token_requests += 1
-                response = await self._attempt(method, url, params, json, data, headers)
+                response, token = await self._attempt(method, url, params, json, data, headers,
+                                                      auth)
                 if response.status in self.retry.statuses:
                     raise _Retryable(self._error(response, oauth), sent=True,
                                      wait=_retry_after(response.headers))
                 if idempotent and 200 <= response.status < 300 and response.body:
                     response.json()  # a truncated body is a failed attempt, not a result
-                return response
+                return response, token
             except _Retryable as failure:
                 error: OxlinError = failure.error
                 too_long = failure.wait is not None and failure.wait > self.retry.max_retry_after
@@ -291,26 +288,35 @@ class Session:
                                             method=method, url=url), sent=True) from None
 
     async def _attempt(self, method: str, url: yarl.URL, params: Mapping[str, str] | None,
-                       json: Any, data: Mapping[str, str] | None,
-                       headers: Mapping[str, str]) -> Response:
-        await self._wait_gate()
-        held: list[asyncio.Semaphore] = []
-        try:
-            for limit in current_limits.get():
-                await limit.acquire()
-                held.append(limit)
-            async with self._slots:
-                await self._wait_gate()  # a 429 may have closed the gate while we queued
-                response = await self._send(method, url, params, json, data, headers)
-        finally:
-            for limit in held:
-                limit.release()
+                       json: Any, data: Mapping[str, str] | None, headers: Mapping[str, str],
+                       auth: TokenManager | None) -> tuple[Response, Token | None]:
+        while True:
+            # The token is taken outside any slot (renewing needs a slot of its own), and
+            # checked again once we hold one: queueing may have outlasted it.
+            token = await auth.get() if auth is not None else None
+            await self._wait_gate()
+            held: list[asyncio.Semaphore] = []
+            try:
+                for limit in current_limits.get():
+                    await limit.acquire()
+                    held.append(limit)
+                async with self._slots:
+                    if auth is not None and token is not None and not auth.is_current(token):
+                        continue
+                    await self._wait_gate()  # a 429 may have closed the gate while we queued
+                    if token is not None:
+                        headers = {**headers, "Authorization": f"Bearer {token.access_token}"}
+                    response = await self._send(method, url, params, json, data, headers)
+                    break
+            finally:
+                for limit in held:
+                    limit.release()
         if response.status == 429:
             wait = _retry_after(response.headers)
             if wait is not None and wait <= self.retry.max_retry_after:
                 # Close the gate for the whole client, not just this request.
                 self._gate_until = max(self._gate_until, time.monotonic() + wait)
-        return response
+        return response, token
 
 
 __all__ = ["RateLimitError", "RequestStats", "Response", "RetryPolicy", "Session",

@@ -365,13 +365,20 @@ class BulkRun:
             report.error_type = type(error).__name__
             await self._queue.put(_UserDone(report))
             return
-        try:
-            accounts = await scope.accounts.list().collect()
+        accounts: list[Account] = []
+
+        async def list_accounts() -> None:
+            accounts.extend(await scope.accounts.list().collect())
+
+        async def learn_id() -> None:
+            # The report names the user by id too; a token without the `profile` scope
+            # cannot read it, which is no reason to fail the user.
             if scope.user_id is None:
-                # The report names the user by id too; a token without the `profile`
-                # scope cannot read it, which is no reason to fail the user.
                 with contextlib.suppress(PermissionDeniedError):
                     await scope.users.me()
+
+        try:
+            await _all_or_nothing([list_accounts(), learn_id()])
             report.user_id = scope.user_id
             todo = [a for a in accounts if self.checkpoint is None
                     or (user.key, a.id) not in self.checkpoint.accounts]
@@ -384,10 +391,10 @@ class BulkRun:
             report.error = str(error)
             report.error_type = type(error).__name__
         finally:
+            scope.forget()  # memory stays bounded however many users pass through
             # A token request still in flight (shielded for its other waiters) has none
             # left once the walk is cancelled or failed: do not leave it running.
             await scope.tokens.aclose()
-            scope.forget()  # memory stays bounded however many users pass through
         await self._queue.put(_UserDone(report))
 
     async def _fetch_account(self, scope: UserClient, report: UserReport,

@@ -22,8 +22,8 @@ from typing import Any
 
 from . import __version__
 from ._client import OxlinClient
-from ._session import RetryPolicy
 from ._export import SqliteWriter, Writer, open_writer
+from ._session import RetryPolicy
 from .bulk import BulkResult, BulkUser, Checkpoint, Progress
 from .environments import Environment
 from .errors import OxlinError
@@ -410,8 +410,15 @@ def export(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sandbox"]:
+        # Straight to the emulator's own parser: argparse's REMAINDER would not take
+        # options that come first (``sandbox --port 0`` is "unrecognized arguments").
+        from .testing._cli import main as sandbox_main
+
+        return sandbox_main(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.command == "sandbox":
+    if args.command == "sandbox":  # only if something came before the command
         from .testing._cli import main as sandbox_main
 
         return sandbox_main(args.rest)
