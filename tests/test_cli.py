@@ -163,13 +163,13 @@ def test_200_users_exact_under_faults(tmp_path: Path) -> None:
 def test_exact_when_tokens_expire_mid_run(tmp_path: Path) -> None:
     # 2 s tokens and 600 ms per request, one request at a time per user: each user's
     # walk (token, accounts, user, 3 pages) outlives its first token.
-    rc = run(["export", "--sandbox", "--sandbox-users", "40", "--sandbox-transactions", "20",
+    rc = run(["export", "--sandbox", "--sandbox-users", "200", "--sandbox-transactions", "20",
               "--sandbox-seed", "10", "--sandbox-token-lifetime", "2",
               "--sandbox-latency-ms", "600", "--per-user-concurrency", "1",
-              "--concurrency", "40", "--out", "tx.jsonl", "--quiet"])
+              "--concurrency", "200", "--out", "tx.jsonl", "--quiet"])
     report = report_of(tmp_path / "tx.jsonl.report.json")
     assert rc == 0, report["results"]
-    assert_exact(read_jsonl(tmp_path / "tx.jsonl"), truth(population(40, 10, transactions=20)))
+    assert_exact(read_jsonl(tmp_path / "tx.jsonl"), truth(population(200, 10, transactions=20)))
     for r in report["results"]:
         # more requests than one token + accounts + user + one per page: a renewal
         assert r["requests"] - r["retries"] > 3 + r["pages"], r
