@@ -10,8 +10,8 @@ import base64
 import binascii
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 from aiohttp import web
@@ -218,20 +218,26 @@ async def list_connections(request: web.Request) -> web.Response:
     return json_response([c.to_json() for c in page])
 
 
+R = TypeVar("R")
+
+
+def _owned(request: web.Request, records: Mapping[int, R], kind: str) -> R:
+    """The record named by the path, if it is the user's; else 404 (malformed ids too)."""
+    found = records.get(_path_id(request, f"{kind}_id") or -1)
+    if found is None:
+        raise not_found(kind, request.match_info[f"{kind}_id"])
+    return found
+
+
 async def get_connection(request: web.Request) -> web.Response:
     _, data = _user_data(request, _READ_ACCOUNTS)
-    found = data.connections.get(_path_id(request, "connection_id") or -1)
-    if found is None:
-        raise not_found("connection", request.match_info["connection_id"])
-    return json_response(found.to_json())
+    return json_response(_owned(request, data.connections, "connection").to_json())
 
 
 async def delete_connection(request: web.Request) -> web.Response:
     user_id, data = _user_data(request, ("connections_manage",))
-    connection_id = _path_id(request, "connection_id")
-    if connection_id not in data.connections:
-        raise not_found("connection", request.match_info["connection_id"])
-    request.app[STATE_KEY].delete_connection(user_id, connection_id)
+    connection = _owned(request, data.connections, "connection")
+    request.app[STATE_KEY].delete_connection(user_id, connection.id)
     return web.Response(status=204)
 
 
@@ -243,17 +249,12 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 async def get_account(request: web.Request) -> web.Response:
     _, data = _user_data(request, _READ_ACCOUNTS)
-    found = data.accounts.get(_path_id(request, "account_id") or -1)
-    if found is None:
-        raise not_found("account", request.match_info["account_id"])
-    return json_response(found.to_json())
+    return json_response(_owned(request, data.accounts, "account").to_json())
 
 
 async def update_account(request: web.Request) -> web.Response:
     _, data = _user_data(request, ("accounts_manage",))
-    found = data.accounts.get(_path_id(request, "account_id") or -1)
-    if found is None:
-        raise not_found("account", request.match_info["account_id"])
+    found = _owned(request, data.accounts, "account")
     try:
         body = await read_body(request)
     except ValueError as exc:
