@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import string
 import time
 from collections import Counter
@@ -242,19 +241,3 @@ def test_construction_is_cheap() -> None:
     started = time.perf_counter()
     make(seed=1, users=1000, accounts_per_user=3, transactions_per_account=1000)
     assert time.perf_counter() - started < 2.0  # typically about 0.05 s
-
-
-@pytest.mark.skipif(os.environ.get("OXLIN_SLOW_TESTS") != "1",
-                    reason="slow: set OXLIN_SLOW_TESTS=1")
-def test_materialize_timing() -> None:
-    started = time.perf_counter()
-    state, population = make(seed=1, users=1000, accounts_per_user=3,
-                             transactions_per_account=1000)
-    built = time.perf_counter()
-    state.materialize()
-    done = time.perf_counter()
-    count = sum(len(state.data(u.id).transactions[a])
-                for u in population.users for a in state.data(u.id).transactions)
-    assert count == 3_000_000
-    print(f"\npopulation 1000x3x1000: constructed in {built - started:.3f} s, "
-          f"materialized {count:,} transactions in {done - built:.1f} s")
