@@ -64,13 +64,45 @@ def check_page_options(page_size: int, max_items: int | None, start_page: int,
         raise ArgumentError("prefetch", f"must be an int >= 1, got {prefetch!r}")
 
 
+#: De-duplication looks back over at least this many items (and `prefetch + 2` pages):
+#: far more than items shift while a walk runs, yet bounded however long the walk is.
+_DEDUPE_ITEMS = 20_000
+
+
+class _RecentIds:
+    """The ids of the last `pages` pages, to drop items that shifted into a later page."""
+
+    def __init__(self, pages: int) -> None:
+        self._pages: deque[list[Hashable]] = deque()
+        self._max_pages = pages
+        self._seen: set[Hashable] = set()
+
+    def fresh(self, items: list[T], key: Callable[[T], Hashable]) -> list[T]:
+        ids = [key(item) for item in items]
+        seen = self._seen
+        if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
+            fresh, kept = items, ids  # the usual case: nothing moved
+        else:
+            fresh, kept = [], []
+            for item, k in zip(items, ids, strict=True):
+                if k not in seen:
+                    seen.add(k)
+                    fresh.append(item)
+                    kept.append(k)
+        seen.update(kept)
+        self._pages.append(kept)
+        if len(self._pages) > self._max_pages:
+            seen.difference_update(self._pages.popleft())
+        return fresh
+
+
 class AsyncPaginator(Generic[T]):
     """What ``list()`` returns. Iterate it (``async for item in ...``), or use `pages()`,
     `collect()` or `first()`. Each use is a fresh walk from `start_page`.
     """
 
     def __init__(self, fetch: FetchPage[T], *, page_size: int = MAX_PAGE_SIZE,
-                 max_items: int | None = None, start_page: int = 1, prefetch: int = 4,
+                 max_items: int | None = None, start_page: int = 1, prefetch: int = 8,
                  key: Callable[[T], Hashable] | None = _item_id) -> None:
         check_page_options(page_size, max_items, start_page, prefetch)
         self._fetch = fetch
@@ -91,7 +123,7 @@ class AsyncPaginator(Generic[T]):
         offset = (self.start_page - 1) * self.page_size
         limit = self.page_size
         end = None if self.max_items is None else offset + self.max_items
-        seen: set[Hashable] = set()
+        recent = _RecentIds(max(self.prefetch + 2, _DEDUPE_ITEMS // self.page_size))
         yielded, window = 0, 1
         if self.max_items == 0:
             return
@@ -109,12 +141,7 @@ class AsyncPaginator(Generic[T]):
                 items = await task
                 full = len(items) >= asked
                 if self._key is not None:
-                    fresh = []
-                    for item in items:
-                        k = self._key(item)
-                        if k not in seen:
-                            seen.add(k)
-                            fresh.append(item)
+                    fresh = recent.fresh(items, self._key)
                     if end is not None:
                         end += len(items) - len(fresh)  # duplicates don't count
                     items = fresh

@@ -18,7 +18,7 @@ class Accounts(Resource):
              usage: AccountUsage | str | None = None, q: str | None = None,
              sort: str | Sequence[str] | None = None, page_size: int = MAX_PAGE_SIZE,
              max_items: int | None = None, start_page: int = 1,
-             prefetch: int = 4) -> AsyncPaginator[Account]:
+             prefetch: int = 8) -> AsyncPaginator[Account]:
         """The user's accounts, CLOSED ones included unless `status` filters.
 
         `q` matches a case-insensitive substring of the name, number or IBAN.

@@ -19,7 +19,7 @@ class Connections(Resource):
     def list(self, *, status: ConnectionStatus | str | None = None,
              provider_id: str | None = None, sort: str | Sequence[str] | None = None,
              page_size: int = MAX_PAGE_SIZE, max_items: int | None = None,
-             start_page: int = 1, prefetch: int = 4) -> AsyncPaginator[Connection]:
+             start_page: int = 1, prefetch: int = 8) -> AsyncPaginator[Connection]:
         """The user's connections (``id`` order unless `sort`, e.g. ``"-creation_date"``)."""
         params = clean({
             "status": None if status is None else p.choice("status", status, ConnectionStatus),

@@ -58,7 +58,7 @@ class Transactions(Resource):
         start_date: When | None = None, end_date: When | None = None,
         start_import_date: When | None = None, category_id: str | None = None,
         sort: str | Sequence[str] | None = None, page_size: int = MAX_PAGE_SIZE,
-        max_items: int | None = None, start_page: int = 1, prefetch: int = 4,
+        max_items: int | None = None, start_page: int = 1, prefetch: int = 8,
     ) -> AsyncPaginator[Transaction]:
         """The user's transactions (all accounts unless `account_id`).
 
