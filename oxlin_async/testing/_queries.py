@@ -7,7 +7,8 @@ against it and returns the requested page of records.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -225,17 +226,42 @@ def sort_records(records: Iterable[R], order: Sequence[tuple[Callable[[Any], Any
     return out
 
 
+class QueryCache:
+    """The filtered, sorted list of recent queries, so that walking a list page by page
+    costs one sort, not one per page. Keys must change whenever the data do."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._lists: OrderedDict[Hashable, list[Any]] = OrderedDict()
+
+    def get(self, key: Hashable) -> list[Any] | None:
+        found = self._lists.get(key)
+        if found is not None:
+            self._lists.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, selected: list[Any]) -> None:
+        self._lists[key] = selected
+        if len(self._lists) > self._size:
+            self._lists.popitem(last=False)
+
+
 def run_query(spec: ListSpec, records: Iterable[R], query: Mapping[str, str],
-              extra_filters: Sequence[Predicate] = ()) -> list[R]:
+              extra_filters: Sequence[Predicate] = (), *, cache: QueryCache | None = None,
+              key: Hashable = None) -> list[R]:
     """Validate everything first (a bad parameter is a 400 even on an empty list)."""
     page, limit = parse_page(query)
-    order = parse_sort(spec, query.get("sort"))
-    predicates = [factory(query[name]) for name, factory in spec.filters.items()
-                  if name in query]
-    predicates.extend(extra_filters)
-    selected = [r for r in records if all(p(r) for p in predicates)]
+    selected = cache.get(key) if cache is not None else None
+    if selected is None:
+        order = parse_sort(spec, query.get("sort"))
+        predicates = [factory(query[name]) for name, factory in spec.filters.items()
+                      if name in query]
+        predicates.extend(extra_filters)
+        selected = sort_records((r for r in records if all(p(r) for p in predicates)), order)
+        if cache is not None:
+            cache.put(key, selected)
     start = (page - 1) * limit
-    return sort_records(selected, order)[start:start + limit]
+    return selected[start:start + limit]
 
 
 __all__ = ["ACCOUNTS", "CONNECTIONS", "TRANSACTIONS", "Connection", "Transaction",

@@ -267,17 +267,24 @@ async def update_account(request: web.Request) -> web.Response:
 
 async def list_transactions(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    _, data = _user_data(request, _READ_TRANSACTIONS)
+    user_id, data = _user_data(request, _READ_TRANSACTIONS)
     query = request.query
     extra = []
     if "account_type" in query:
         extra.append(q.account_type_filter(query["account_type"], data.accounts))
-    account_id = q._id(query["account_id"]) if "account_id" in query else None
     if "account_id" in query:
-        records = list(data.transactions.get(account_id or -1, ()))
+        account_id = q._id(query["account_id"]) or -1
+        lists = {account_id: data.transactions[account_id]} \
+            if account_id in data.transactions else {}
     else:
-        records = list(data.all_transactions())
-    page = q.run_query(q.TRANSACTIONS, records, query, extra)
+        lists = data.transactions
+    records = [tx for txs in lists.values() for tx in txs]  # a copy: inserts may follow
+    # Transactions are only ever appended or dropped with their account, so the lists'
+    # identities and lengths tell whether a cached answer is still right.
+    key = (user_id, tuple(sorted((k, v) for k, v in query.items() if k not in ("page", "limit"))),
+           tuple((a, id(txs), len(txs)) for a, txs in lists.items()),
+           tuple((a.id, a.type) for a in data.accounts.values()) if extra else ())
+    page = q.run_query(q.TRANSACTIONS, records, query, extra, cache=state.query_cache, key=key)
     faults = request.app[FAULTS_KEY]
     if faults.insert_while_paging and records:
         # After answering, so the *next* page sees the shifted list.

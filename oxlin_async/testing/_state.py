@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._queries import QueryCache
 from ._records import Account, Client, Connection, Transaction, User
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class EmulatorState:
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.widget_sessions: dict[str, WidgetSession] = {}
         self.counters = Counters()
+        self.query_cache = QueryCache()
         self._next = dict(_ID_BASES)
 
     # ids and time -------------------------------------------------------------------
