@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -73,9 +73,10 @@ class Scope:
 
     async def request(self, method: str, url: yarl.URL, *,
                       params: Mapping[str, str] | None = None, json: Any = None,
-                      idempotent: bool | None = None) -> Response:
+                      idempotent: bool | None = None,
+                      decode: Callable[[Response], Any] | None = None) -> Response:
         return await self.core.session.request(method, url, auth=self.tokens, params=params,
-                                               json=json, idempotent=idempotent)
+                                               json=json, idempotent=idempotent, decode=decode)
 
 
 class UserClient(Scope):

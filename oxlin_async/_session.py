@@ -24,6 +24,7 @@ import yarl
 from . import __version__
 from ._auth import Token, TokenManager
 from ._convert import loads, structure, structure_list
+from ._wire import page_decoder
 from .errors import (
     APIError,
     AuthenticationError,
@@ -96,6 +97,8 @@ class Response:
     method: str
     url: yarl.URL
     _data: Any = attrs.field(default=_UNSET, repr=False)
+    #: what the request's `decode` made of the body
+    value: Any = attrs.field(default=None, repr=False)
 
     @property
     def request_id(self) -> str | None:
@@ -120,6 +123,12 @@ class Response:
 
     def decode_list(self, cls: type[T]) -> list[T]:
         """The body (a JSON array) as a list of models."""
+        fast = page_decoder(cls)
+        if fast is not None:
+            try:
+                return fast(self.body)
+            except Exception:  # the slow path below says what is wrong
+                pass
         return self._with_context(structure_list, cls)
 
     def _with_context(self, convert: Callable[[Any, type[T]], R], cls: type[T]) -> R:
@@ -196,13 +205,18 @@ class Session:
                       params: Mapping[str, str] | None = None, json: Any = None,
                       data: Mapping[str, str] | None = None,
                       headers: Mapping[str, str] | None = None,
-                      idempotent: bool | None = None, oauth: bool = False) -> Response:
-        """Send with retries; return a 2xx/3xx response or raise the typed error."""
+                      idempotent: bool | None = None, oauth: bool = False,
+                      decode: Callable[[Response], Any] | None = None) -> Response:
+        """Send with retries; return a 2xx/3xx response or raise the typed error.
+
+        `decode` turns a 2xx body into `response.value`; for an idempotent request, a
+        body it cannot decode (a truncated one, say) is a failed attempt, retried.
+        """
         replayed = False
         while True:
             response, token = await self._with_retries(
                 method, url, params, json, data, headers or {}, auth,
-                method in _IDEMPOTENT if idempotent is None else idempotent, oauth)
+                method in _IDEMPOTENT if idempotent is None else idempotent, oauth, decode)
             if response.status < 400:
                 return response
             error = self._error(response, oauth)
@@ -224,7 +238,9 @@ class Session:
     async def _with_retries(self, method: str, url: yarl.URL, params: Mapping[str, str] | None,
                             json: Any, data: Mapping[str, str] | None,
                             headers: Mapping[str, str], auth: TokenManager | None,
-                            idempotent: bool, oauth: bool) -> tuple[Response, Token | None]:
+                            idempotent: bool, oauth: bool,
+                            decode: Callable[[Response], Any] | None
+                            ) -> tuple[Response, Token | None]:
         stats = current_stats.get()
         retries = 0
         while True:
@@ -238,8 +254,11 @@ class Session:
                 if response.status in self.retry.statuses:
                     raise _Retryable(self._error(response, oauth), sent=True,
                                      wait=_retry_after(response.headers))
-                if idempotent and 200 <= response.status < 300 and response.body:
-                    response.json()  # a truncated body is a failed attempt, not a result
+                if 200 <= response.status < 300:
+                    if decode is not None:
+                        response.value = decode(response)
+                    elif idempotent and response.body:
+                        response.json()  # a truncated body is a failed attempt, not a result
                 return response, token
             except _Retryable as failure:
                 error: OxlinError = failure.error
@@ -250,7 +269,7 @@ class Session:
                 wait = (failure.wait if failure.wait is not None
                         else self.retry.backoff(retries, self._rng))
             except DecodeError as undecodable:
-                if retries >= self.retry.max_retries:
+                if retries >= self.retry.max_retries or not idempotent:
                     raise
                 error = undecodable
                 wait = self.retry.backoff(retries, self._rng)

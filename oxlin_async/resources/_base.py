@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yarl
 
 from .._pagination import AsyncPaginator, check_page_options
+from .._session import Response
 
 if TYPE_CHECKING:
     from .._client import Scope
@@ -26,8 +27,9 @@ class Resource:
         return url
 
     async def _get(self, model: type[T], *segments: str) -> T:
-        response = await self._scope.request("GET", self._api(*segments))
-        return response.decode(model)
+        response = await self._scope.request("GET", self._api(*segments),
+                                             decode=lambda r: r.decode(model))
+        return response.value  # type: ignore[no-any-return]
 
     def _list(self, model: type[T], path: str, params: Mapping[str, str], *, page_size: int,
               max_items: int | None, start_page: int, prefetch: int) -> AsyncPaginator[T]:
@@ -36,10 +38,13 @@ class Resource:
         scope = self._scope
         base = dict(params)
 
+        def decode(response: Response) -> list[T]:
+            return response.decode_list(model)
+
         async def fetch(page: int, limit: int) -> list[T]:
             query = {**base, "page": str(page), "limit": str(limit)}
-            response = await scope.request("GET", url, params=query)
-            return response.decode_list(model)
+            response = await scope.request("GET", url, params=query, decode=decode)
+            return response.value  # type: ignore[no-any-return]
 
         return AsyncPaginator(fetch, page_size=page_size, max_items=max_items,
                               start_page=start_page, prefetch=prefetch)
