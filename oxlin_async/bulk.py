@@ -239,7 +239,11 @@ class BulkRun:
         self._on_progress = on_progress
         self._interval = progress_interval
         self._reports: list[UserReport] = []
-        self._stats: list[tuple[UserReport, RequestStats]] = []
+        # Running totals, so that progress costs the same at user 10 and at user 10**6:
+        # users in flight keep their own stats until they are folded in here.
+        self._active: dict[int, tuple[UserReport, RequestStats]] = {}
+        self._finished = RequestStats()
+        self._users_done = self._users_failed = self._transactions = 0
         self._users_total = len(users) if isinstance(users, (list, tuple)) else None
         self._started = 0.0
         self._last_progress = 0.0
@@ -266,8 +270,10 @@ class BulkRun:
                         extra = self._checkpoint_extra() if self._checkpoint_extra else None
                         self.checkpoint.account_done(item.report.user, item.account_id, extra)
                 elif isinstance(item, _UserDone):
-                    if item.report.status == "done" and self.checkpoint is not None:
-                        self.checkpoint.user_done(item.report.user)
+                    report = item.report
+                    if report.status == "done" and self.checkpoint is not None:
+                        self.checkpoint.user_done(report.user)
+                    self._fold(report)
                     self._progress(force=True)
             await self._supervisor  # re-raises what went wrong outside any one user
         finally:
@@ -281,17 +287,26 @@ class BulkRun:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
 
-    def progress(self) -> Progress:
-        requests = retries = 0
-        for report, stats in self._stats:
+    def _fold(self, report: UserReport) -> None:
+        """A finished user: its counts move into the running totals."""
+        _, stats = self._active.pop(id(report), (report, None))
+        if stats is not None:
             report.requests, report.retries = stats.requests, stats.retries
+            self._finished.requests += stats.requests
+            self._finished.retries += stats.retries
+        if report.status == "failed":
+            self._users_failed += 1
+        else:
+            self._users_done += 1
+
+    def progress(self) -> Progress:
+        requests, retries = self._finished.requests, self._finished.retries
+        for _, stats in self._active.values():
             requests += stats.requests
             retries += stats.retries
         return Progress(
-            users_total=self._users_total,
-            users_done=sum(r.status in ("done", "skipped") for r in self._reports),
-            users_failed=sum(r.status == "failed" for r in self._reports),
-            transactions=sum(r.transactions for r in self._reports),
+            users_total=self._users_total, users_done=self._users_done,
+            users_failed=self._users_failed, transactions=self._transactions,
             requests=requests, retries=retries, elapsed=time.monotonic() - self._started)
 
     def _progress(self, force: bool = False) -> None:
@@ -300,8 +315,6 @@ class BulkRun:
                                               >= self._interval):
             self._last_progress = now
             self._on_progress(self.progress())
-        elif force:
-            self.progress()  # still fold the request counts into the reports
 
     # ------------------------------------------------------------------ producer side
     async def _user_source(self) -> AsyncIterator[BulkUser]:
@@ -352,7 +365,7 @@ class BulkRun:
             await self._queue.put(_UserDone(report))
             return
         stats = RequestStats()
-        self._stats.append((report, stats))
+        self._active[id(report)] = (report, stats)
         # Requests made from here on (and by tasks started here) count into `stats` and
         # hold a slot of the job's and of this user's limits.
         current_stats.set(stats)
@@ -404,6 +417,7 @@ class BulkRun:
         async for page in walk.pages():
             report.pages += 1
             report.transactions += len(page)
+            self._transactions += len(page)
             newest = max(t.import_date for t in page)
             if report.last_import_date is None or newest > report.last_import_date:
                 report.last_import_date = newest
