@@ -117,13 +117,11 @@ def _check_same(ours: list[Any], other: list[Any], name: str) -> None:
 def run(opts: Options) -> dict[str, Any]:
     section("decode: µs per transaction, one 500-item page (bytes) -> typed objects")
     import orjson
-
-    from oxlin_async import _convert
-    from oxlin_async.models import Transaction
-
     import yarl
 
+    from oxlin_async import _convert
     from oxlin_async._session import Response
+    from oxlin_async.models import Transaction
 
     body = render_page(0, ITEMS, total=200_000)
     url = yarl.URL("http://127.0.0.1/v2.1/transactions")

@@ -285,7 +285,7 @@ CLIENTS = {
     "a_raw": "(a) raw aiohttp + orjson dicts",
     "b_ours": "(b) oxlin-async typed iterator",
     "c_naive": "(c) naive: stdlib json + dataclass",
-    "b_ours_prefetch8": "(diagnostic) (b) with prefetch=8",
+    "b_ours_prefetch1": "(diagnostic) (b) with prefetch=1 (sequential)",
 }
 
 
@@ -305,7 +305,7 @@ async def _case(server: WalkServer, ms: int, repeats: int, opts: Options,
     await count(ours_walk(urls, max_items=3 * PAGE))
     makers = _makers(server, ms)
     if ms:  # diagnostic, no target: the same iterator with a deeper look-ahead
-        makers["b_ours_prefetch8"] = lambda: ours_walk(urls, prefetch=8)
+        makers["b_ours_prefetch1"] = lambda: ours_walk(urls, prefetch=1)
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in makers}
     server_cpu: list[float] = []
     requests: dict[str, int] = {}
