@@ -27,7 +27,7 @@ def both(cls: type[Any], body: bytes) -> tuple[Any, Any]:
     assert decoder is not None
     try:
         fast: Any = decoder(body)
-    except Exception as exc:  # noqa: BLE001 - any failure hands over to the slow path
+    except Exception as exc:  # any failure hands over to the slow path
         fast = type(exc)
     try:
         slow: Any = structure_list(loads(body), cls)
