@@ -196,9 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     box.add_argument("--sandbox", action="store_true",
                      help="export from an embedded emulator (the default without credentials)")
     add_sandbox_arguments(box, prefix="sandbox-")
-    box.add_argument("--sandbox-retry-after", type=_count, default=None, metavar="S",
-                     help="the Retry-After (seconds) of the emulator's injected 429 and 503 "
-                          "answers (default 1)")
     export.set_defaults(sandbox_users=20)
 
     sandbox = commands.add_parser("sandbox", add_help=False,
@@ -339,8 +336,6 @@ async def _export(args: argparse.Namespace, users: list[BulkUser] | None,
                 box = sandbox_from_args(args, "sandbox-")
             except ValueError as exc:
                 raise InputError(str(exc)) from None
-            if args.sandbox_retry_after is not None:
-                box.faults.retry_after = args.sandbox_retry_after
             await stack.enter_async_context(box)
             client_id, client_secret, environment = box.client_id, box.client_secret, \
                 box.environment

@@ -37,6 +37,8 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
     parser.add_argument(f"{p}fault-rate", type=float, default=0.0, metavar="P",
                         help="probability that a request fails (429, 5xx, dropped or "
                              "truncated), spread evenly over the kinds")
+    parser.add_argument(f"{p}retry-after", type=int, default=1, metavar="S",
+                        help="Retry-After of the injected 429 and 503 answers (default 1)")
     parser.add_argument(f"{p}token-lifetime", type=int, default=3600, metavar="S",
                         help="access-token lifetime in seconds (default 3600)")
 
@@ -47,7 +49,7 @@ def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str =
         return getattr(args, (prefix + name).replace("-", "_"))
 
     rate, seed = float(get("fault-rate")), int(get("seed"))
-    for name in ("users", "accounts", "transactions", "token-lifetime"):
+    for name in ("users", "accounts", "transactions", "retry-after", "token-lifetime"):
         if int(get(name)) < (1 if name == "token-lifetime" else 0):
             raise ValueError(f"--{prefix}{name} must be at least 1" if name == "token-lifetime"
                              else f"--{prefix}{name} must not be negative")
@@ -56,6 +58,7 @@ def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str =
     faults = Faults.uniform(rate, seed=seed) if rate else Faults(seed=seed)
     faults.latency = float(get("latency-ms")) / 1000
     faults.jitter = float(get("jitter-ms")) / 1000
+    faults.retry_after = int(get("retry-after"))
     return OxlinSandbox(
         users=int(get("users")), seed=seed,
         accounts_per_user=int(get("accounts")),
