@@ -372,6 +372,18 @@ async def test_post_users_is_not_retried_once_it_may_have_reached_the_server(
     assert requests(sandbox, POST_USERS) == 2  # the timed-out one, not retried
 
 
+async def test_a_created_user_whose_answer_is_lost_is_not_created_twice(
+        sandbox: OxlinSandbox, client: ox.OxlinClient) -> None:
+    await client.categories.list()
+    sandbox.set_faults(rate_drop=1.0)  # the server creates the user, then hangs up
+    with pytest.raises(ox.TransportError):
+        await client.users.create("lost@example.com", "pw-lost-1")
+    sandbox.set_faults(rate_drop=0.0)
+    assert requests(sandbox, POST_USERS) == 1  # no replay that would answer 409
+    assert sandbox.state.user_by_email("lost@example.com") is not None
+    assert sandbox.state.counters.faults["drop"] == 1
+
+
 async def test_post_users_is_retried_when_the_connection_was_refused() -> None:
     box = OxlinSandbox(users=0, seed=3)
     await box.start()

@@ -118,6 +118,11 @@ def fault_middleware(faults: Faults, on_fault: Callable[[str], None]
         if outcome is None or not isinstance(response, web.Response) or response.status >= 300:
             return response
         body = bytes(response.body) if isinstance(response.body, (bytes, bytearray)) else b""
+        if outcome == "drop" and not body and request.transport is not None:
+            # Done, but the answer is lost (a 201 or 204): the connection closes unanswered.
+            on_fault(outcome)
+            request.transport.close()
+            raise asyncio.CancelledError
         if len(body) < 2:
             return response
         on_fault(outcome)
