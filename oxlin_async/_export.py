@@ -209,9 +209,13 @@ class SqliteWriter(Writer):
     def __init__(self, path: str) -> None:
         self.path = path
         self._db = sqlite3.connect(path)
-        self._db.executescript(_SCHEMA)
-        cur = self._db.execute("INSERT INTO export_runs (started_at, status) VALUES (?, ?)",
-                               (dt.datetime.now(dt.timezone.utc).isoformat(), "running"))
+        try:
+            self._db.executescript(_SCHEMA)
+            cur = self._db.execute("INSERT INTO export_runs (started_at, status) VALUES (?, ?)",
+                                   (dt.datetime.now(dt.timezone.utc).isoformat(), "running"))
+        except sqlite3.Error:
+            self._db.close()  # not a database of ours (some other file): leave nothing open
+            raise
         self._run = cur.lastrowid
         self._db.commit()
         self._users: set[str] = set()
