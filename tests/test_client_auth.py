@@ -487,7 +487,7 @@ async def test_log_records_hold_no_secret(sandbox: OxlinSandbox,
     caplog.set_level(logging.DEBUG, logger="oxlin_async")
     recorder = Recorder(sandbox, monkeypatch)
     alice, bob = sandbox.users[0], sandbox.users[1]
-    retry = ox.RetryPolicy(max_retries=10, initial_backoff=0.001, max_backoff=0.005)
+    retry = ox.RetryPolicy(max_retries=30, initial_backoff=0.001, max_backoff=0.005)
     async with new_client(sandbox, retry=retry) as client:
         sandbox.set_faults(rate_500=0.2, rate_502=0.1, rate_503=0.1, rate_drop=0.1,
                            rate_truncate=0.1, retry_after=0, seed=5)
