@@ -287,7 +287,7 @@ async def test_bad_arguments_raise_before_any_request(sandbox: OxlinSandbox,
 
 # ------------------------------------------------------------------------ retries at work
 async def test_walks_under_heavy_faults_match_the_ground_truth(sandbox: OxlinSandbox) -> None:
-    # 60 % of attempts fail; 20 retries make a request fail for good with p = 0.6**21.
+    # 60 % of attempts fail; 40 retries make a request fail for good with p = 0.6**41.
     retry = ox.RetryPolicy(max_retries=40, initial_backoff=0.001, max_backoff=0.005)
     sandbox.set_faults(rate_500=0.2, rate_502=0.1, rate_503=0.1, rate_drop=0.1,
                        rate_truncate=0.1, retry_after=0, seed=2024)
