@@ -342,17 +342,15 @@ async def test_a_retry_after_above_the_cap_raises_at_once(sandbox: OxlinSandbox)
     async with new_client(sandbox, retry=retry) as client:
         user = await user_of(client, sandbox.users[0])
         sandbox.set_faults(rate_429=1.0, retry_after=5)
-        started = time.monotonic()
         with pytest.raises(ox.RateLimitError) as caught:
             await user.users.me()
-        assert time.monotonic() - started < 0.4
         assert caught.value.retry_after == 5.0
-        assert requests(sandbox, ME) == 2  # warm-up and the one 429
+        assert requests(sandbox, ME) == 2  # warm-up and the one 429: no waiting retry
         # and the gate stays open for the rest of the client
+        assert client.session._gate_until <= time.monotonic()
         sandbox.set_faults(rate_429=0.0)
-        started = time.monotonic()
         await user.users.me()
-        assert time.monotonic() - started < 0.4
+        assert requests(sandbox, ME) == 3
 
 
 async def test_post_users_is_not_retried_once_it_may_have_reached_the_server(
@@ -436,10 +434,8 @@ async def test_a_slow_answer_raises_request_timeout_error(sandbox: OxlinSandbox)
     async with new_client(sandbox, timeout=0.05, retry=OFF) as client:
         user = await user_of(client, sandbox.users[0])
         sandbox.set_faults(latency=0.3)
-        started = time.monotonic()
-        with pytest.raises(ox.RequestTimeoutError) as caught:
+        with pytest.raises(ox.RequestTimeoutError) as caught:  # it would succeed at 0.3 s
             await user.users.me()
-        assert time.monotonic() - started < 0.25
     assert isinstance(caught.value, ox.TransportError)
     assert caught.value.method == "GET" and "/api/v2.1/users/me" in str(caught.value)
     await asyncio.sleep(0.3)  # let the emulator finish the abandoned request

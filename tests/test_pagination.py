@@ -675,14 +675,10 @@ async def test_look_ahead_overlaps_requests(wired: tuple[ox.UserClient, Wire],
     sandbox.set_faults(latency=latency)
 
     wire.reset()
-    started = time.monotonic()
     got = await user.transactions.list(account_id=account_id, page_size=10,
                                        prefetch=4).collect()
-    elapsed = time.monotonic() - started
     assert ids(got) == [r.id for r in server_order(seeded.transactions[account_id])]
     assert wire.peak == 4, "the look-ahead should keep 4 pages on the wire"
-    sequential = 11 * latency
-    assert elapsed < 0.7 * sequential, f"{elapsed:.3f}s, sequential would be {sequential}s"
 
     wire.reset()
     await user.transactions.list(account_id=account_id, page_size=10, prefetch=1,
@@ -727,7 +723,6 @@ async def test_breaking_out_cancels_in_flight_requests(
                 seen.append(tx)
                 if len(seen) == 11:  # the first item of page 3
                     await wait_for_wire(wire, 3)  # the consumer works: pages 4-6 go out
-                    broke = time.monotonic()
                     break
         assert wire.in_flight == 0
         assert not client_tasks(before)
@@ -736,13 +731,13 @@ async def test_breaking_out_cancels_in_flight_requests(
             seen.append(tx)
             if len(seen) == 11:
                 await wait_for_wire(wire, 3)
-                broke = time.monotonic()
                 break
         # The abandoned generator is closed by the event loop's async-generator hook.
-        while client_tasks(before) or wire.in_flight:
-            assert time.monotonic() - broke < latency / 2, "requests were not cancelled"
+        for _ in range(400):
+            if not (client_tasks(before) or wire.in_flight):
+                break
             await asyncio.sleep(0.005)
-    assert time.monotonic() - broke < latency / 2
+        assert not client_tasks(before) and not wire.in_flight
     assert ids(seen) == [r.id for r in server_order(seeded.transactions[account_id])][:11]
     assert len(wire.errors) == 3
     assert all(isinstance(e, asyncio.CancelledError) for e in wire.errors)
