@@ -97,7 +97,8 @@ def _compile_both(cls: type[Any]
               + "".join(f"        {line}\n" for line in body)
               + "        add(x)\n    return out\n")
     exec(compile(source, f"<oxlin_async: {cls.__name__} from wire>", "exec"), env)
-    wire_struct = msgspec.defstruct(f"{cls.__name__}Wire", fields, kw_only=True)
+    # gc=False: decoded JSON cannot form cycles, and untracked structs spare the collector.
+    wire_struct = msgspec.defstruct(f"{cls.__name__}Wire", fields, kw_only=True, gc=False)
     return wire_struct, env["convert"], env["convert_page"]
 
 
