@@ -23,6 +23,11 @@ from typing import Any
 
 from .models import Account, Transaction
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised only without the "speed" extra
+    orjson = None  # type: ignore[assignment]
+
 COLUMNS = ("user", "account_id", "id", "date", "day", "amount", "currency", "label", "type",
            "origin", "status", "category_id", "import_date", "value_date", "booking_date",
            "notes")
@@ -149,6 +154,19 @@ class JsonLinesWriter(_FileWriter):
                 dst.write(line)
 
     def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
+        if orjson is not None:
+            # orjson writes aware datetimes, dates and str enums as `row` spells them,
+            # and several times faster: this loop is most of an export's own CPU.
+            lines = [orjson.dumps({
+                "user": user, "account_id": tx.account_id, "id": tx.id, "date": tx.date,
+                "day": tx.day, "amount": _number(tx.amount), "currency": tx.currency,
+                "label": tx.label, "type": tx.type, "origin": tx.origin,
+                "status": tx.status, "category_id": tx.category_id,
+                "import_date": tx.import_date, "value_date": tx.value_date,
+                "booking_date": tx.booking_date, "notes": tx.notes,
+            }, option=orjson.OPT_APPEND_NEWLINE) for tx in transactions]
+            self._out.write(b"".join(lines).decode())
+            return
         dumps = json.dumps
         for tx in transactions:
             record = row(user, tx)
