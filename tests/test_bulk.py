@@ -14,13 +14,14 @@ import datetime as dt
 import itertools
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from _truth import Truth, amount_of, assert_exact, records, truth
 
 import oxlin_async as ox
 from oxlin_async.bulk import Batch, BulkResult, BulkRun, BulkUser, Checkpoint, Progress
@@ -32,33 +33,9 @@ from oxlin_async.testing._records import Transaction as Record
 PARIS = ZoneInfo("Europe/Paris")
 FAST_RETRY = ox.RetryPolicy(max_retries=12, initial_backoff=0.001, max_backoff=0.005)
 
-#: (user key, transaction id) -> (account id, amount)
-Truth = dict[tuple[str, str], tuple[str, Decimal]]
 
 
 # ----------------------------------------------------------------------------- helpers
-def amount_of(record: Record) -> Decimal:
-    return Decimal(record.amount_cents).scaleb(-2)
-
-
-def records(box: OxlinSandbox, keep: Callable[[Record], bool] = lambda r: True
-            ) -> dict[str, list[Record]]:
-    """Each seeded user's transactions (that `keep` accepts), by e-mail."""
-    out: dict[str, list[Record]] = {}
-    for user in box.users:
-        data = box.state.data(int(user.id))
-        out[user.email] = [t for txs in data.transactions.values() for t in txs if keep(t)]
-    return out
-
-
-def truth(box: OxlinSandbox, keep: Callable[[Record], bool] = lambda r: True,
-          only: Iterable[str] | None = None) -> Truth:
-    wanted = None if only is None else set(only)
-    return {(email, str(t.id)): (str(t.account_id), amount_of(t))
-            for email, txs in records(box, keep).items()
-            if wanted is None or email in wanted for t in txs}
-
-
 def users_of(box: OxlinSandbox) -> list[BulkUser]:
     return [BulkUser.with_password(u.email, u.password) for u in box.users]
 
@@ -74,16 +51,6 @@ def delivered(batches: Iterable[Batch]) -> Truth:
             assert key not in out, f"delivered twice: {key}"
             out[key] = (tx.account_id, tx.amount)
     return out
-
-
-def assert_exact(got: Truth, want: Truth) -> None:
-    assert len(got) == len(want)
-    missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
-    assert not missing and not extra, (f"{len(missing)} missing, e.g. {sorted(missing)[:3]}; "
-                                       f"{len(extra)} extra, e.g. {sorted(extra)[:3]}")
-    wrong = [k for k in want if got[k] != want[k]]
-    assert not wrong, [(k, got[k], want[k]) for k in wrong[:5]]
-    assert all(isinstance(amount, Decimal) for _, amount in got.values())
 
 
 def server_requests(box: OxlinSandbox) -> int:

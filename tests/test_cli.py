@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _truth import Truth, assert_exact, truth
 
 from oxlin_async import cli
 from oxlin_async._export import COLUMNS
 from oxlin_async.testing import OxlinSandbox
-
-#: (user, transaction id) -> (account id, amount)
-Truth = dict[tuple[str, str], tuple[str, Decimal]]
 
 ENV_VARS = ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET")
 
@@ -40,19 +38,6 @@ def population(users: int = 20, seed: int = 1, accounts: int = 3,
     """The CLI's defaults: 20 users, seed 1, 3 accounts of 100 transactions."""
     return OxlinSandbox(users=users, seed=seed, accounts_per_user=accounts,
                         transactions_per_account=transactions)
-
-
-def truth(box: OxlinSandbox, only: Iterable[str] | None = None) -> Truth:
-    wanted = None if only is None else set(only)
-    out: Truth = {}
-    for user in box.users:
-        if wanted is not None and user.email not in wanted:
-            continue
-        for account_id, txs in box.state.data(int(user.id)).transactions.items():
-            for t in txs:
-                out[(user.email, str(t.id))] = (str(account_id),
-                                                Decimal(t.amount_cents).scaleb(-2))
-    return out
 
 
 def rows_to_truth(rows: Iterable[dict[str, Any]]) -> Truth:
@@ -74,15 +59,6 @@ def read_csv(path: Path) -> Truth:
         reader = csv.DictReader(f)
         assert tuple(reader.fieldnames or ()) == COLUMNS
         return rows_to_truth(reader)
-
-
-def assert_exact(got: Truth, want: Truth) -> None:
-    assert len(got) == len(want)
-    missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
-    assert not missing and not extra, (f"{len(missing)} missing, e.g. {sorted(missing)[:3]}; "
-                                       f"{len(extra)} extra, e.g. {sorted(extra)[:3]}")
-    wrong = [k for k in want if got[k] != want[k]]
-    assert not wrong, [(k, got[k], want[k]) for k in wrong[:5]]
 
 
 def run(args: Sequence[str]) -> int:
