@@ -181,11 +181,10 @@ class AsyncPaginator(Generic[T]):
         """The first item, or None; asks the server for one item only."""
         if self.max_items == 0:
             return None  # the walk is empty: no request
-        one = AsyncPaginator(self._fetch, page_size=1, max_items=1, start_page=1,
-                             prefetch=1, key=self._key)
-        if self.start_page != 1:
-            # keep the caller's page grid: the first item of its start page
-            one = AsyncPaginator(self._fetch, page_size=self.page_size, max_items=1,
-                                 start_page=self.start_page, prefetch=1, key=self._key)
+        # The first item of the caller's start page, on the caller's page grid: with
+        # max_items=1 the walk shrinks its one request to a single item (page 1, limit 1
+        # from the start of the list).
+        one = AsyncPaginator(self._fetch, page_size=self.page_size, max_items=1,
+                             start_page=self.start_page, key=self._key)
         items = await one.collect()
         return items[0] if items else None
