@@ -18,7 +18,7 @@ import pytest
 from oxlin_async.testing import Faults, OxlinSandbox
 
 ERRORS = {429: "TOO_MANY_REQUESTS", 500: "INTERNAL_ERROR", 502: "BAD_GATEWAY",
-          503: "SERVICE_UNAVAILABLE"}
+          503: "SERVICE_UNAVAILABLE", 504: "GATEWAY_TIMEOUT"}
 MIXED = {"rate_429": 0.1, "rate_500": 0.1, "rate_502": 0.1, "rate_503": 0.1,
          "rate_drop": 0.1, "rate_truncate": 0.1}
 REDIRECT = "https://app.example/callback"

@@ -22,6 +22,7 @@ _ERRORS = {
     500: ("INTERNAL_ERROR", "Unexpected error (injected)"),
     502: ("BAD_GATEWAY", "Bad gateway (injected)"),
     503: ("SERVICE_UNAVAILABLE", "Service unavailable (injected)"),
+    504: ("GATEWAY_TIMEOUT", "Gateway timeout (injected)"),
 }
 
 
@@ -37,6 +38,8 @@ class Faults:
     rate_500: float = 0.0
     rate_502: float = 0.0
     rate_503: float = 0.0
+    #: a gateway's timeout, as a proxy in front of the API may answer (not in `uniform`)
+    rate_504: float = 0.0
     #: the server sends headers and part of the body, then closes the connection
     rate_drop: float = 0.0
     #: a 200 whose JSON body is cut short (Content-Length matches the cut body)
@@ -77,14 +80,14 @@ class Faults:
     @property
     def any_errors(self) -> bool:
         return any((self.rate_429, self.rate_500, self.rate_502, self.rate_503,
-                    self.rate_drop, self.rate_truncate))
+                    self.rate_drop, self.rate_truncate, self.rate_504))
 
     def draw_error(self) -> int | str | None:
         """One draw per request: a status to answer with, 'drop', 'truncate', or None."""
         roll = self.rng.random()
         for outcome, rate in ((429, self.rate_429), (500, self.rate_500), (502, self.rate_502),
                               (503, self.rate_503), ("drop", self.rate_drop),
-                              ("truncate", self.rate_truncate)):
+                              ("truncate", self.rate_truncate), (504, self.rate_504)):
             if roll < rate:
                 return outcome
             roll -= rate
