@@ -183,8 +183,8 @@ class AsyncPaginator(Generic[T]):
             return None  # the walk is empty: no request
         # The first item of the caller's start page, on the caller's page grid: with
         # max_items=1 the walk shrinks its one request to a single item (page 1, limit 1
-        # from the start of the list).
+        # from the start of the list). One item has nothing to de-duplicate.
         one = AsyncPaginator(self._fetch, page_size=self.page_size, max_items=1,
-                             start_page=self.start_page, key=self._key)
+                             start_page=self.start_page, key=None)
         items = await one.collect()
         return items[0] if items else None

@@ -168,7 +168,7 @@ REFUSED: list[tuple[str, Any, str]] = [
     ("account_type", "credit_card", f"must be one of {ACCOUNT_TYPES}; got 'credit_card'"),
     ("account_type", Colour.RED, f"must be one of {ACCOUNT_TYPES}; got <Colour.RED: 'RED'>"),
     ("origin", 1, f"must be one of {ORIGINS}; got 1"),
-    ("statuses", [], "must name at least one TransactionStatus, got []"),
+    ("statuses", (), "must name at least one TransactionStatus, got ()"),
     ("statuses", 7, "must name at least one TransactionStatus, got 7"),
     ("statuses", ["BOOKED", "booked"], f"must be one of {STATUSES}; got 'booked'"),
     ("excluded_statuses", "", f"must be one of {STATUSES}; got ''"),
