@@ -178,7 +178,7 @@ async def test_transactions_list_looks_ahead_eight_pages_by_default(
         traced: tuple[ox.UserClient, PeakTrace], sandbox: OxlinSandbox) -> None:
     user, trace = traced
     await user.users.me()  # the token first: only list requests count below
-    sandbox.set_faults(latency=0.05)
+    sandbox.set_faults(latency=0.1)
     trace.peak = 0
     before = sandbox.state.counters.requests["GET /api/v2.1/transactions"]
     got = await user.transactions.list(page_size=10).collect()
