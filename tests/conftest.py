@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
+from _api import Api
 
 import oxlin_async as ox
 from oxlin_async.testing import OxlinSandbox
@@ -36,3 +38,14 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
     leaked = [t for t in asyncio.all_tasks() - before if not t.done()
               and t is not asyncio.current_task()]
     assert not leaked, f"tasks left running: {leaked}"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def api(sandbox: OxlinSandbox, http: aiohttp.ClientSession) -> Api:
+    return Api(http, sandbox)
