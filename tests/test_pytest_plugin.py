@@ -7,7 +7,7 @@ pytest finds it: through the installed distribution's ``pytest11`` entry point.
 from __future__ import annotations
 
 import importlib.metadata
-import textwrap
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,23 +18,23 @@ from oxlin_async.testing import OxlinSandbox, pytest_plugin
 
 pytest_plugins = ["pytester"]
 
-# What a user writes (the README's example, made self-contained).
-USER_TESTS = """
-    import pytest
-    import oxlin_async as ox
+ROOT = Path(__file__).resolve().parent.parent
 
-    async def count_transactions(user: ox.UserClient) -> int:  # the code under test
-        return len(await user.transactions.list().collect())
 
-    @pytest.mark.oxlin_sandbox(users=2, accounts_per_user=2, transactions_per_account=30)
-    async def test_count_transactions(oxlin_sandbox, oxlin_client):
-        user = oxlin_sandbox.users[0]
-        assert await count_transactions(oxlin_client.as_user(user.email, user.password)) == 60
+def readme_example() -> str:
+    """The example test of the README's "Testing your code"."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Testing your code", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
-    @pytest.mark.oxlin_sandbox(users=1, accounts_per_user=1, transactions_per_account=5)
-    async def test_a_wrong_expectation_fails(oxlin_sandbox, oxlin_client):
-        user = oxlin_sandbox.users[0]
-        assert await count_transactions(oxlin_client.as_user(user.email, user.password)) == 6
+
+# The README's example, and a test of the same code that expects the wrong number.
+WRONG_EXPECTATION = """
+
+@pytest.mark.oxlin_sandbox(users=1, accounts_per_user=1, transactions_per_account=5)
+async def test_a_wrong_expectation_fails(oxlin_sandbox, oxlin_client):
+    user = oxlin_sandbox.users[0]
+    assert await count_transactions(oxlin_client.as_user(user.email, user.password)) == 6
 """
 
 
@@ -67,11 +67,11 @@ def test_the_distribution_declares_the_plugin_and_the_testing_extra() -> None:
     assert not {name for name in needed("") if name.startswith("pytest")}
 
 
-def test_a_users_tests_pass_and_fail_on_their_own_merits_in_auto_mode(
+def test_the_readme_example_passes_and_a_wrong_expectation_fails_in_auto_mode(
         pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_mode = auto\n"
                      "asyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(test_user=textwrap.dedent(USER_TESTS))
+    pytester.makepyfile(test_user=readme_example() + WRONG_EXPECTATION)
     result = run(pytester, "--strict-markers")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_a_wrong_expectation_fails*", "*assert 5 == 6*"])
