@@ -26,7 +26,8 @@ which must be the one the test runs in.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -49,7 +50,7 @@ else:
 __all__ = ["DEFAULT_SANDBOX_OPTIONS"]
 
 #: What ``oxlin_sandbox`` starts with when neither the options fixture nor the marker says.
-DEFAULT_SANDBOX_OPTIONS: dict[str, Any] = {"users": 3, "seed": 0}
+DEFAULT_SANDBOX_OPTIONS: Mapping[str, Any] = MappingProxyType({"users": 3, "seed": 0})
 
 _MARKER = "oxlin_sandbox"
 _MISSING = ("the {name} fixture needs pytest-asyncio, which is not installed: "
