@@ -20,7 +20,9 @@ import aiohttp
 import pytest
 
 import oxlin_async as ox
-from oxlin_async._auth import Token, TokenManager
+from oxlin_async._auth import BearerAuth, Token, TokenManager
+from oxlin_async._options import RequestOptions
+from oxlin_async._transport import as_nothing
 from oxlin_async.testing import OxlinSandbox
 from oxlin_async.testing._sandbox import SandboxUser
 
@@ -228,14 +230,15 @@ async def test_a_401_is_replayed_once_then_raised(sandbox: OxlinSandbox,
                                                   client: ox.OxlinClient) -> None:
     renewals: list[Token | None] = []
 
-    async def bogus(previous: Token | None) -> Token:
+    async def bogus(previous: Token | None, call: RequestOptions | None) -> Token:
         renewals.append(previous)
         return Token(access_token=f"at_bogus_{len(renewals)}", expires_at=math.inf)
 
     manager = TokenManager(bogus)
     url = sandbox.environment.api_url / "users" / "me"
     with pytest.raises(ox.AuthenticationError) as caught:
-        await client.session.request("GET", url, auth=manager)
+        await client.transport.request(as_nothing, RequestOptions(
+            method="GET", url=url, auth=BearerAuth(manager)))
     assert caught.value.status == 401 and caught.value.code == "invalid_token"
     assert caught.value.request_id
     assert requests(sandbox, ME) == 2  # the first try and one replay, no loop
@@ -246,7 +249,7 @@ async def test_a_401_is_replayed_once_then_raised(sandbox: OxlinSandbox,
 async def test_invalidate_drops_the_token_only_while_it_is_still_cached() -> None:
     made: list[Token] = []
 
-    async def renew(previous: Token | None) -> Token:
+    async def renew(previous: Token | None, call: RequestOptions | None) -> Token:
         made.append(Token(access_token=f"t{len(made)}", expires_at=math.inf))
         return made[-1]
 
@@ -321,7 +324,7 @@ async def test_a_renewal_that_keeps_failing_server_side_is_retried_then_shared(
     assert all(isinstance(r, ox.InternalServerError) for r in results)
     assert len({id(r) for r in results}) == 1
     # one renewal, retried by the policy (3 retries), not one per waiter
-    assert requests(sandbox, TOKEN) == 1 + client.session.retry.max_retries
+    assert requests(sandbox, TOKEN) == 1 + client.transport.retry.max_retries
     sandbox.set_faults(rate_500=0.0)
     assert (await user.users.me()).id == alice.id
     assert sandbox.state.counters.grants == {"password": 1}
@@ -438,7 +441,7 @@ async def test_reprs_hold_no_secret(sandbox: OxlinSandbox, client: ox.OxlinClien
     assert token is not None and token.refresh_token
     secrets = secrets_of(sandbox, recorder, session.session_id, session.add_connection_link)
     assert token.access_token in secrets and token.refresh_token in secrets
-    for obj in (client, client._core, user, token, client._tokens.token, session,
+    for obj in (client, client._context, user, token, client._tokens.token, session,
                 alice, sandbox):
         assert_no_secret(repr(obj), secrets)
         assert_no_secret(str(obj), secrets)
