@@ -29,6 +29,7 @@ from oxlin_async.testing._sandbox import SandboxUser
 ME = "GET /api/v2.1/users/me"
 TOKEN = "POST /auth/token"
 TX = "GET /api/v2.1/transactions"
+WIDGET = "POST /embed/v2.1/widget/widget_session"
 FAST = ox.RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
 
 
@@ -244,6 +245,29 @@ async def test_a_401_is_replayed_once_then_raised(sandbox: OxlinSandbox,
     assert requests(sandbox, ME) == 2  # the first try and one replay, no loop
     assert len(renewals) == 2 and renewals[0] is None
     assert renewals[1] is not None and renewals[1].access_token == "at_bogus_1"
+
+
+async def test_the_widget_replays_once_on_a_refused_token_in_its_form_body(
+        sandbox: OxlinSandbox, client: ox.OxlinClient) -> None:
+    alice = sandbox.users[0]
+    user = client.as_user(alice.email, alice.password)
+    await user.users.me()
+    sandbox.expire_tokens()  # the client still believes its token fresh
+    session = await user.widget.create_session()
+    assert session.session_id in sandbox.state.widget_sessions
+    assert requests(sandbox, WIDGET) == 2  # refused, renewed, replayed
+    assert sandbox.state.counters.grants == {"password": 1, "refresh_token": 1}
+
+    # a bad client secret is not the token's fault: no renewal, no replay
+    raw = await raw_password_grant(sandbox, alice)
+    async with ox.OxlinClient(sandbox.client_id, "0" * 20, environment=sandbox.environment,
+                              retry=FAST) as wrong:
+        with pytest.raises(ox.AuthenticationError) as caught:
+            await wrong.as_user_token(raw["access_token"], raw["refresh_token"]
+                                      ).widget.create_session()
+    assert caught.value.code == "invalid_client"
+    assert requests(sandbox, WIDGET) == 3
+    assert sandbox.state.counters.grants == {"password": 2, "refresh_token": 1}
 
 
 async def test_invalidate_drops_the_token_only_while_it_is_still_cached() -> None:

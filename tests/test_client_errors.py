@@ -102,7 +102,7 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 
 
 async def user_of(client: ox.OxlinClient, who: SandboxUser) -> ox.UserClient:
-    """A user scope that already holds its token (so faults hit the API call, not /token)."""
+    """A user view that already holds its token (so faults hit the API call, not /token)."""
     user = client.as_user(who.email, who.password)
     await user.users.me()
     return user
