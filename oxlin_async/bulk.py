@@ -355,7 +355,7 @@ class BulkRun:
             self._on_progress(self.progress())
 
     # ------------------------------------------------------------------ producer side
-    async def _user_source(self) -> AsyncIterator[BulkUser]:
+    async def _user_source(self) -> AsyncGenerator[BulkUser, None]:
         if isinstance(self._users, AsyncIterable):
             async for user in self._users:
                 yield user
@@ -378,15 +378,9 @@ class BulkRun:
 
         try:
             try:
-                workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
-                try:
-                    await asyncio.gather(*workers)
-                finally:
-                    for w in workers:
-                        w.cancel()
-                    await asyncio.gather(*workers, return_exceptions=True)
+                await _all_or_nothing([worker() for _ in range(self.concurrency)])
             finally:
-                await source.aclose()  # type: ignore[attr-defined]
+                await source.aclose()
         except Exception:
             # Not one user's failure (the users source or a callback raised, say): end the
             # consumer's loop so that `await self._supervisor` raises it there, rather
