@@ -38,7 +38,7 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import attrs
 
@@ -156,7 +156,7 @@ class Checkpoint:
         self.users: set[str] = set()
         self.accounts: set[tuple[str, str]] = set()
         self.last_extra: dict[str, Any] = {}
-        self._file: Any = None
+        self._file: TextIO | None = None
         try:
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
@@ -213,7 +213,8 @@ class _UserDone:
     report: UserReport
 
 
-_END = object()
+#: What the producers put in the queue; None ends the run.
+_Item = Batch | _AccountDone | _UserDone | None
 
 
 async def _all_or_nothing(jobs: list[Coroutine[Any, Any, None]]) -> None:
@@ -251,7 +252,7 @@ class BulkRun:
         self._filters = filters
         self.concurrency = concurrency
         self.per_user_concurrency = per_user_concurrency
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=buffer)
         self.checkpoint = (checkpoint if isinstance(checkpoint, Checkpoint) or checkpoint is None
                            else Checkpoint(checkpoint))
         self._checkpoint_extra = checkpoint_extra
@@ -291,7 +292,7 @@ class BulkRun:
         try:
             while True:
                 item = await self._queue.get()
-                if item is _END:
+                if item is None:
                     break
                 if isinstance(item, Batch):
                     yield item  # the consumer handles it before asking for more
@@ -385,9 +386,9 @@ class BulkRun:
             # Not one user's failure (the users source or a callback raised, say): end the
             # consumer's loop so that `await self._supervisor` raises it there, rather
             # than leave the consumer waiting for an end that never comes.
-            await self._queue.put(_END)
+            await self._queue.put(None)
             raise
-        await self._queue.put(_END)
+        await self._queue.put(None)
 
     async def _fetch_user(self, user: BulkUser, everyone: asyncio.Semaphore) -> None:
         report = UserReport(user.key)
