@@ -201,6 +201,7 @@ class OxlinClient:
 
     @property
     def transport(self) -> Transport:
+        """The one path every request of this client takes (`max_concurrency`, `retry`)."""
         return self._context.transport
 
     # ------------------------------------------------------------------------- tokens

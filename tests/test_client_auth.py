@@ -466,7 +466,8 @@ async def test_reprs_hold_no_secret(sandbox: OxlinSandbox, client: ox.OxlinClien
     secrets = secrets_of(sandbox, recorder, session.session_id, session.add_connection_link)
     assert token.access_token in secrets and token.refresh_token in secrets
     for obj in (client, client._context, user, token, client._tokens.token, session,
-                alice, sandbox):
+                alice, sandbox, user.auth, user.widget_auth, client._context._token_auth,
+                client._context._credentials):
         assert_no_secret(repr(obj), secrets)
         assert_no_secret(str(obj), secrets)
 
