@@ -23,7 +23,7 @@ from typing import Any
 from . import __version__
 from ._client import OxlinClient
 from ._export import SqliteWriter, Writer, open_writer
-from ._session import RetryPolicy
+from ._retry import RetryPolicy
 from .bulk import BulkResult, BulkUser, Checkpoint, Progress
 from .environments import Environment
 from .errors import OxlinError
