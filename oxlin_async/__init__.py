@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from ._auth import Token
 from ._client import DEFAULT_USER_SCOPES, OxlinClient, UserClient
+from ._filters import TransactionFilter
 from ._pagination import AsyncPaginator
 from ._session import RequestStats, RetryPolicy
 from .environments import Environment
@@ -102,6 +103,7 @@ __all__ = [
     "SettleTimeoutError",
     "Token",
     "Transaction",
+    "TransactionFilter",
     "TransactionOrigin",
     "TransactionSource",
     "TransactionStatus",
