@@ -38,6 +38,23 @@ class InputError(Exception):
 
 
 # ------------------------------------------------------------------------------- inputs
+def _user_of(where: str, number: int, fields: list[str]) -> BulkUser | None:
+    """One line of the users file: a user, or None for a comment, a blank or a header."""
+    if not fields or not any(fields) or fields[0].startswith("#"):
+        return None
+    if number == 1 and fields[0].lower() in ("email", "access_token"):
+        return None
+    if len(fields) > 2 or not fields[0] or (len(fields) == 2 and not fields[1]):
+        raise InputError(f"{where}: expected 'email,password' or "
+                         "'access_token[,refresh_token]'")
+    if "@" in fields[0]:
+        if len(fields) != 2:
+            raise InputError(f"{where}: the e-mail {fields[0]} has no password")
+        return BulkUser.with_password(fields[0], fields[1])
+    return BulkUser.with_token(fields[0], fields[1] if len(fields) == 2 else None,
+                               key=f"token#{number}")
+
+
 def read_users(path: str) -> list[BulkUser]:
     """``email,password`` per line, or ``access_token[,refresh_token]``; ``#`` comments and
     blank lines are skipped, and a header line naming the columns is allowed."""
@@ -51,21 +68,9 @@ def read_users(path: str) -> list[BulkUser]:
     users: list[BulkUser] = []
     seen: set[str] = set()
     for number, fields in enumerate(lines, 1):
-        fields = [f.strip() for f in fields]
-        if not fields or not any(fields) or fields[0].startswith("#"):
+        user = _user_of(f"{path}:{number}", number, [f.strip() for f in fields])
+        if user is None:
             continue
-        if number == 1 and fields[0].lower() in ("email", "access_token"):
-            continue
-        if len(fields) > 2 or not fields[0] or (len(fields) == 2 and not fields[1]):
-            raise InputError(f"{path}:{number}: expected 'email,password' or "
-                             "'access_token[,refresh_token]'")
-        if "@" in fields[0]:
-            if len(fields) != 2:
-                raise InputError(f"{path}:{number}: the e-mail {fields[0]} has no password")
-            user = BulkUser.with_password(fields[0], fields[1])
-        else:
-            user = BulkUser.with_token(fields[0], fields[1] if len(fields) == 2 else None,
-                                       key=f"token#{number}")
         if user.key.casefold() in seen:
             raise InputError(f"{path}:{number}: {user.key} is listed twice")
         seen.add(user.key.casefold())
@@ -145,11 +150,13 @@ _AMOUNT = "not an amount: {text!r}"
 FILTER_OPTIONS = (
     _FilterOption("since", _since, "not a date or an ISO datetime: {text!r}", "DATE|DATETIME",
                   "only transactions imported since then (incremental runs)"),
-    _FilterOption("start_date", _date, "not a date: {text!r}", "YYYY-MM-DD"),
-    _FilterOption("end_date", _date, "not a date: {text!r}", "YYYY-MM-DD"),
-    _FilterOption("min_amount", str, _AMOUNT, "AMOUNT"),
+    _FilterOption("start_date", _date, "not a date: {text!r}", "YYYY-MM-DD",
+                  "transactions dated that day (Europe/Paris) or later"),
+    _FilterOption("end_date", _date, "not a date: {text!r}", "YYYY-MM-DD",
+                  "transactions dated that day (Europe/Paris) or earlier"),
+    _FilterOption("min_amount", str, _AMOUNT, "AMOUNT", "amounts are signed: debits < 0"),
     _FilterOption("max_amount", str, _AMOUNT, "AMOUNT"),
-    _FilterOption("amount", str, _AMOUNT, "AMOUNT"),
+    _FilterOption("amount", str, _AMOUNT, "AMOUNT", "exactly this amount"),
     _FilterOption("statuses", _names, _one_of("status", TransactionStatus), "S[,S...]",
                   "keep only these statuses (e.g. BOOKED,PENDING)", ("--status",)),
     _FilterOption("excluded_statuses", _names, _one_of("status", TransactionStatus),
@@ -169,6 +176,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .testing._cli import DESCRIPTION, add_serve_arguments
+    from .testing._cli import run as serve
 
     parser = _Parser(prog="oxlin-async", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"oxlin-async {__version__}")
@@ -181,13 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", description=DESCRIPTION,
                                   help="run the emulator (python -m oxlin_async.testing)")
     add_serve_arguments(sandbox)
-    sandbox.set_defaults(handler=_serve)
+    sandbox.set_defaults(handler=serve)
     return parser
 
 
 def _add_export(export: argparse.ArgumentParser) -> None:
-    from .testing._cli import add_sandbox_arguments
-
     export.add_argument("--users", metavar="FILE",
                         help="CSV: email,password per line, or access_token[,refresh_token] "
                              "(default with --sandbox: every seeded user)")
@@ -204,6 +210,13 @@ def _add_export(export: argparse.ArgumentParser) -> None:
         filters.add_argument("--" + option.name.replace("_", "-"), *option.aliases,
                              dest=option.name, type=option.type, metavar=option.metavar,
                              help=option.help)
+    _add_run_options(export)
+    export.set_defaults(sandbox_users=20, handler=export_command)
+
+
+def _add_run_options(export: argparse.ArgumentParser) -> None:
+    from .testing._cli import add_sandbox_arguments
+
     run = export.add_argument_group("run")
     run.add_argument("--concurrency", type=_positive, default=32,
                      help="requests in flight at once (default 32)")
@@ -222,13 +235,6 @@ def _add_export(export: argparse.ArgumentParser) -> None:
     box.add_argument("--sandbox", action="store_true",
                      help="export from an embedded emulator (the default without credentials)")
     add_sandbox_arguments(box, prefix="sandbox-")
-    export.set_defaults(sandbox_users=20, handler=export_command)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from .testing._cli import run
-
-    return run(args)
 
 
 # ------------------------------------------------------------------------------- export
