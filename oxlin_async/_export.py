@@ -163,10 +163,10 @@ class JsonLinesWriter(_FileWriter):
             # Several times faster than json.dumps: this loop is most of an export's CPU.
             dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
             lines = [dumps(dict(zip(COLUMNS, values, strict=True)), option=option)
-                     for values in _orjson_rows(user, transactions)]
+                     for values in _orjson_rows(user, account, transactions)]
             self._out.write(b"".join(lines).decode())
             return
-        for values in _json_rows(user, transactions):
+        for values in _json_rows(user, account, transactions):
             record = dict(zip(COLUMNS, values, strict=True))
             self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -198,7 +198,7 @@ class CsvWriter(_FileWriter):
                     out.writerow(fields)
 
     def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
-        self._writer().writerows(_text_rows(user, transactions))
+        self._writer().writerows(_text_rows(user, account, transactions))
 
 
 _orjson_rows, _json_rows, _text_rows = encoder(_ORJSON), encoder(_JSON), encoder(_TEXT)
@@ -276,7 +276,7 @@ class SqliteWriter:
              str(account.status), account.currency, str(account.balance),
              _iso(account.balance_date)))
         db.executemany(_UPSERT, [[values[i] for i, _ in _SQL_LAYOUT]
-                                 for values in _sql_rows(user, transactions)])
+                                 for values in _sql_rows(user, account, transactions)])
 
     def record_users(self, results: Iterable[UserReport]) -> None:
         now = dt.datetime.now(dt.timezone.utc).isoformat()

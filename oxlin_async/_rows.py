@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import attrs
 
-from .models import Transaction
+from .models import Account, Transaction
 
 
 class Kind(enum.Enum):
@@ -29,14 +29,22 @@ class Kind(enum.Enum):
 
 #: `Column.source` of the column that holds the key of the user a row belongs to
 USER: Final = "user"
+#: `Column.source` prefix of a value read from the account the row belongs to
+ACCOUNT: Final = "account."
 
 
 @attrs.frozen
 class Column:
     name: str
     kind: Kind
-    #: the `Transaction` attribute the value is read from, or `USER`
+    #: where the value is read: `USER`, ``"account.<attribute>"`` (of the `Account`), or
+    #: else an attribute of the `Transaction`
     source: str
+
+    @property
+    def per_page(self) -> bool:
+        """The same for every row of a page (one user's, one account's)."""
+        return self.source == USER or self.source.startswith(ACCOUNT)
 
 
 ROW: Final[tuple[Column, ...]] = (
@@ -64,28 +72,45 @@ COLUMNS: Final = tuple(c.name for c in ROW)
 #: the rows of the accounts its checkpoint lists as finished
 ACCOUNT_KEY: Final = ("user", "account_id")
 
-Rows = Callable[[str, Iterable[Transaction]], list[list[Any]]]
+Rows = Callable[[str, Account, Iterable[Transaction]], list[list[Any]]]
+
+
+def _reader(attributes: list[str]) -> Callable[[Transaction], tuple[Any, ...]]:
+    get = attrgetter(*attributes)
+    if len(attributes) == 1:  # then attrgetter gives the value, not a 1-tuple
+        return lambda tx: (get(tx),)
+    return get
 
 
 def encoder(spell: Mapping[Kind, Callable[[Any], Any]]) -> Rows:
-    """A function from one user's transactions to their rows (lists in `ROW` order).
+    """A function from one page (a user's, an account's transactions) to its rows: lists
+    in `ROW` order.
 
     `spell` says how a format writes a kind of value; kinds it leaves out are written as
     they are, and None (a value the API left out) always stays None.
     """
-    user_at = [i for i, c in enumerate(ROW) if c.source == USER]
-    read = attrgetter(*(c.source for c in ROW if c.source != USER))
-    spelt = [(i, spell[c.kind]) for i, c in enumerate(ROW) if c.kind in spell]
+    def spelt(column: Column, value: Any) -> Any:
+        write = spell.get(column.kind)
+        return value if write is None or value is None else write(value)
 
-    def rows(user: str, transactions: Iterable[Transaction]) -> list[list[Any]]:
+    per_page = [(i, c) for i, c in enumerate(ROW) if c.per_page]  # ascending positions
+    per_tx = [(i, c) for i, c in enumerate(ROW) if not c.per_page]
+    read = _reader([c.source for _, c in per_tx])
+    to_spell = [(i, spell[c.kind]) for i, (_, c) in enumerate(per_tx) if c.kind in spell]
+
+    def rows(user: str, account: Account, transactions: Iterable[Transaction]
+             ) -> list[list[Any]]:
+        page = [(i, spelt(c, user if c.source == USER
+                          else attrgetter(c.source.removeprefix(ACCOUNT))(account)))
+                for i, c in per_page]
         out = []
         for tx in transactions:
             values = list(read(tx))
-            for i in user_at:
-                values.insert(i, user)
-            for i, write in spelt:
+            for i, write in to_spell:
                 if values[i] is not None:
                     values[i] = write(values[i])
+            for i, value in page:  # ascending: each lands at its place in the row
+                values.insert(i, value)
             out.append(values)
         return out
 

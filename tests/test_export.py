@@ -90,3 +90,26 @@ def test_every_format_writes_the_row_columns_in_order(tmp_path: Path) -> None:
         assert users == [("jane@example.com", "7", "done")]  # record_users
     finally:
         db.close()
+
+
+def test_a_row_of_other_columns_is_an_edit_of_row_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A changed row contract: other orders, and values read from the account."""
+    from oxlin_async import _rows
+    from oxlin_async._rows import Column, Kind
+
+    monkeypatch.setattr(_rows, "ROW", (
+        Column("id", Kind.TEXT, "id"),
+        Column("user", Kind.TEXT, _rows.USER),
+        Column("connection_id", Kind.TEXT, "account.connection_id"),
+        Column("amount", Kind.DECIMAL, "amount"),
+        Column("account_type", Kind.ENUM, "account.type"),
+        Column("notes", Kind.TEXT, "notes"),
+    ))
+    account = structure({
+        "id": "2", "connection_id": "9", "name": "Compte", "type": "SAVINGS",
+        "status": "ACTIVE", "currency": "EUR", "balance": 10.5,
+        "balance_date": 1639954800, "creation_date": 1639954800}, Account)
+    rows = _rows.encoder({Kind.DECIMAL: str, Kind.ENUM: str})(
+        "jane@example.com", account, [structure(i, Transaction) for i in ITEMS[:2]])
+    assert rows == [["1", "jane@example.com", "9", "-79.99", "SAVINGS", "a\nb"],
+                    ["3", "jane@example.com", "9", "1200", "SAVINGS", None]]
