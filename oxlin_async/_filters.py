@@ -138,6 +138,8 @@ class TransactionFilter:
             raise TypeError(f"unknown transaction filter {unknown[0]!r}")
         if base is None:
             return cls(**given)
+        if not isinstance(base, TransactionFilter):
+            raise ArgumentError("filter", f"must be a TransactionFilter, got {base!r}")
         twice = [name for name in given if getattr(base, name) is not None]
         if twice:
             raise ArgumentError(twice[0], "is set both in `filter` and as a keyword")

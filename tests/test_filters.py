@@ -128,6 +128,9 @@ def test_keywords_build_and_refine_a_filter() -> None:
     assert caught.value.argument == "start_import_date"
     with pytest.raises(TypeError, match="included_statuses"):
         ox.TransactionFilter.of(included_statuses="BOOKED")
+    with pytest.raises(ox.ArgumentError) as caught:
+        ox.TransactionFilter.of({"statuses": "BOOKED"}, since=JAN_1)  # type: ignore[arg-type]
+    assert caught.value.argument == "filter"
 
 
 # ----------------------------------------------------------------------- command line
