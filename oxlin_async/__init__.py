@@ -10,6 +10,7 @@
 
 from ._auth import Token
 from ._client import DEFAULT_USER_SCOPES, OxlinClient, UserClient
+from ._filters import TransactionFilter
 from ._options import RequestStats
 from ._pagination import AsyncPaginator
 from ._retry import RetryPolicy
@@ -102,6 +103,7 @@ __all__ = [
     "SettleTimeoutError",
     "Token",
     "Transaction",
+    "TransactionFilter",
     "TransactionOrigin",
     "TransactionSource",
     "TransactionStatus",

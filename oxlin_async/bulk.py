@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import attrs
 
+from ._filters import TransactionFilter
 from ._options import RequestStats
 from .errors import ArgumentError, OxlinError, PermissionDeniedError
 from .models import Account, Transaction
-from .resources.transactions import transaction_params
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -229,11 +229,16 @@ async def _all_or_nothing(jobs: list[Coroutine[Any, Any, None]]) -> None:
 
 
 class BulkRun:
-    """An async iterator of `Batch`; `result` once it is exhausted. See the module doc."""
+    """An async iterator of `Batch`; `result` once it is exhausted. See the module doc.
+
+    Which transactions: a `TransactionFilter` as `filter`, or its fields as keywords
+    (``since=``, ``start_date=``, ``statuses=``...); the fetcher chooses `account_id`
+    and the order itself.
+    """
 
     def __init__(self, client: OxlinClient, users: Iterable[BulkUser] | AsyncIterable[BulkUser],
                  *, concurrency: int = 32, per_user_concurrency: int = 4, buffer: int = 64,
-                 since: dt.datetime | int | None = None,
+                 filter: TransactionFilter | None = None,
                  checkpoint: Checkpoint | str | os.PathLike[str] | None = None,
                  checkpoint_extra: Callable[[], Mapping[str, Any]] | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
@@ -242,14 +247,15 @@ class BulkRun:
                             ("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
             if not isinstance(value, int) or value < 1:
                 raise ArgumentError(name, f"must be an int >= 1, got {value!r}")
-        if "account_id" in filters or "sort" in filters:
-            raise ArgumentError("filters", "account_id and sort are chosen by the bulk fetcher")
-        if since is not None:
-            filters["start_import_date"] = since
-        transaction_params(**filters)  # validate every filter before any request
+        if "sort" in filters:
+            raise ArgumentError("sort", "is chosen by the bulk fetcher")
+        #: what is fetched of each account: `filter` and the `TransactionFilter` keywords
+        #: (``since=...``, ``statuses=...``), checked here, before any request
+        self.filter = TransactionFilter.of(filter, **filters)
+        if self.filter.account_id is not None:
+            raise ArgumentError("account_id", "is chosen by the bulk fetcher")
         self._client = client
         self._users = users
-        self._filters = filters
         self.concurrency = concurrency
         self.per_user_concurrency = per_user_concurrency
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=buffer)
@@ -444,7 +450,7 @@ class BulkRun:
 
     async def _fetch_account(self, user_client: UserClient, report: UserReport,
                              account: Account) -> None:
-        walk = user_client.transactions.list(account_id=account.id, **self._filters,
+        walk = user_client.transactions.list(filter=self.filter, account_id=account.id,
                                              prefetch=self.per_user_concurrency)
         async for page in walk.pages():
             report.pages += 1
