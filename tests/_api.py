@@ -134,10 +134,6 @@ class Api:
 
 
 
-def truth(sandbox: OxlinSandbox, index: int) -> UserData:
-    return sandbox.state.data(int(sandbox.users[index].id))
-
-
 def all_txs(data: UserData) -> list[Transaction]:
     return [t for txs in data.transactions.values() for t in txs]
 

@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from _truth import Truth, amount_of, assert_exact, records, truth
+from _helpers import Truth, amount_of, assert_exact, records, truth
 
 import oxlin_async as ox
 from oxlin_async.bulk import Batch, BulkResult, BulkRun, BulkUser, Checkpoint, Progress

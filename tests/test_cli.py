@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _truth import Truth, assert_exact, truth
+from _helpers import Truth, assert_exact, truth
 
 from oxlin_async import cli
 from oxlin_async._export import COLUMNS

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _helpers import FAST, ME, TOKEN, WIDGET, grants, new_client, requests, truth_ids
 
 import oxlin_async as ox
 from oxlin_async._auth import BearerAuth, Token, TokenManager
@@ -26,24 +27,7 @@ from oxlin_async._transport import as_nothing
 from oxlin_async.testing import OxlinSandbox
 from oxlin_async.testing._sandbox import SandboxUser
 
-ME = "GET /api/v2.1/users/me"
-TOKEN = "POST /auth/token"
-TX = "GET /api/v2.1/transactions"
-WIDGET = "POST /embed/v2.1/widget/widget_session"
-FAST = ox.RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
-
-
 # ------------------------------------------------------------------------------- helpers
-def grants(sandbox: OxlinSandbox) -> int:
-    return sum(sandbox.state.counters.grants.values())
-
-
-def requests(sandbox: OxlinSandbox, route: str) -> int:
-    return sandbox.state.counters.requests[route]
-
-
-def truth_ids(sandbox: OxlinSandbox, user: SandboxUser) -> list[str]:
-    return sorted(str(t.id) for t in sandbox.state.data(int(user.id)).all_transactions())
 
 
 def refresh_tokens_of(sandbox: OxlinSandbox, user: SandboxUser) -> set[str]:
@@ -60,12 +44,6 @@ async def raw_password_grant(sandbox: OxlinSandbox, user: SandboxUser) -> dict[s
         assert resp.status == 200
         body: dict[str, Any] = await resp.json()
         return body
-
-
-def new_client(sandbox: OxlinSandbox, **kwargs: Any) -> ox.OxlinClient:
-    kwargs.setdefault("retry", FAST)
-    return ox.OxlinClient(sandbox.client_id, sandbox.client_secret,
-                          environment=sandbox.environment, **kwargs)
 
 
 @pytest.fixture

@@ -12,13 +12,25 @@ import asyncio
 import datetime as dt
 import gc
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from _helpers import (
+    ACCOUNTS,
+    FAST,
+    ME,
+    POST_USERS,
+    TOKEN,
+    TX,
+    closed_port,
+    new_client,
+    requests,
+    total_requests,
+    truth_ids,
+)
 
 import oxlin_async as ox
 from oxlin_async._options import RequestOptions, RequestStats
@@ -27,20 +39,10 @@ from oxlin_async.resources import ClientUsers
 from oxlin_async.testing import OxlinSandbox
 from oxlin_async.testing._sandbox import SandboxUser
 
-ME = "GET /api/v2.1/users/me"
-TOKEN = "POST /auth/token"
-TX = "GET /api/v2.1/transactions"
-ACCOUNTS = "GET /api/v2.1/accounts"
-POST_USERS = "POST /api/v2.1/users"
-FAST = ox.RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
 OFF = ox.RetryPolicy.disabled()
 
 
 # ------------------------------------------------------------------------------- helpers
-def new_client(sandbox: OxlinSandbox, **kwargs: Any) -> ox.OxlinClient:
-    kwargs.setdefault("retry", FAST)
-    return ox.OxlinClient(sandbox.client_id, sandbox.client_secret,
-                          environment=sandbox.environment, **kwargs)
 
 
 @pytest.fixture
@@ -48,24 +50,6 @@ async def strict(sandbox: OxlinSandbox) -> AsyncIterator[ox.OxlinClient]:
     """A client that never retries."""
     async with new_client(sandbox, retry=OFF) as c:
         yield c
-
-
-def requests(sandbox: OxlinSandbox, route: str) -> int:
-    return sandbox.state.counters.requests[route]
-
-
-def total_requests(sandbox: OxlinSandbox) -> int:
-    return sum(sandbox.state.counters.requests.values())
-
-
-def truth_ids(sandbox: OxlinSandbox, user: SandboxUser) -> list[str]:
-    return sorted(str(t.id) for t in sandbox.state.data(int(user.id)).all_transactions())
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def seed_for(rate: float, pattern: str) -> int:

@@ -21,8 +21,8 @@ from _api import (
     assert_error,
     ids,
     money,
-    truth,
 )
+from _helpers import user_data
 
 from oxlin_async.testing import OxlinSandbox, load_testbank
 
@@ -82,7 +82,7 @@ async def test_create_user_with_a_form_body(sandbox: OxlinSandbox, api: Api) -> 
 
 async def test_a_seeded_user_reads_its_data(sandbox: OxlinSandbox, api: Api) -> None:
     for index, user in enumerate(sandbox.users):
-        data = truth(sandbox, index)
+        data = user_data(sandbox, index)
         token = await api.user_token(index, "profile accounts_read transactions_read")
         me = await api.ok("/users/me", token)
         assert me["id"] == user.id
@@ -224,7 +224,7 @@ async def test_create_user_needs_users_create(sandbox: OxlinSandbox, api: Api) -
 
 # ---------------------------------------------------------------------------- scopes
 def _paths(sandbox: OxlinSandbox) -> dict[str, str]:
-    data = truth(sandbox, 0)
+    data = user_data(sandbox, 0)
     account = next(a for a in data.accounts.values() if a.status == "ACTIVE")
     return {"user": sandbox.users[0].id, "connection": str(next(iter(data.connections))),
             "account": str(account.id),
@@ -250,7 +250,7 @@ async def test_a_client_token_on_a_user_endpoint_is_insufficient_scope(
         assert reply.status == 403, (method, path)
         assert_error(reply, 403, "insufficient_scope")
     assert len(sandbox.state.users) == len(sandbox.users)
-    assert len(truth(sandbox, 0).connections) >= 1
+    assert len(user_data(sandbox, 0).connections) >= 1
 
 
 SCOPE_CASES = [
@@ -292,7 +292,7 @@ async def test_scopes_per_endpoint(sandbox: OxlinSandbox, api: Api) -> None:
         if status == 403:
             assert_error(reply, 403, "insufficient_scope")
     assert len(sandbox.state.users) == len(sandbox.users)
-    assert len(truth(sandbox, 0).connections) >= 1
+    assert len(user_data(sandbox, 0).connections) >= 1
 
 
 async def test_a_user_reads_only_itself(sandbox: OxlinSandbox, api: Api) -> None:
@@ -324,7 +324,7 @@ async def test_categories_with_any_token(sandbox: OxlinSandbox, api: Api) -> Non
         assert category["label"]
         assert category["type"]
     # Every transaction's category is listed.
-    assert {t.category_id for t in all_txs(truth(sandbox, 0))} <= set(by_id)
+    assert {t.category_id for t in all_txs(user_data(sandbox, 0))} <= set(by_id)
     assert_error(await api.get("/categories", "at_nope"), 401, "invalid_token")
 
 
@@ -332,7 +332,7 @@ async def test_categories_with_any_token(sandbox: OxlinSandbox, api: Api) -> Non
 @pytest.mark.parametrize("kind", ["connections", "accounts", "transactions"])
 async def test_unknown_foreign_and_malformed_ids_are_resource_unknown(
         sandbox: OxlinSandbox, api: Api, kind: str) -> None:
-    other = truth(sandbox, 1)
+    other = user_data(sandbox, 1)
     foreign = {"connections": next(iter(other.connections)),
                "accounts": next(iter(other.accounts)),
                "transactions": all_txs(other)[0].id}[kind]
@@ -358,7 +358,7 @@ async def test_unknown_foreign_and_malformed_ids_are_resource_unknown(
 
 # ---------------------------------------------------------------- PATCH /accounts/{id}
 async def test_archive_and_unarchive_an_account(sandbox: OxlinSandbox, api: Api) -> None:
-    data = truth(sandbox, 0)
+    data = user_data(sandbox, 0)
     account = next(a for a in data.accounts.values() if a.status == "ACTIVE")
     connection = data.connections[account.connection_id]
     connection_status = connection.status
@@ -386,7 +386,7 @@ def ids_as_str(items: Iterable[Mapping[str, Any]]) -> set[str]:
 
 
 async def test_patch_account_rejects_bad_bodies(sandbox: OxlinSandbox, api: Api) -> None:
-    data = truth(sandbox, 0)
+    data = user_data(sandbox, 0)
     account = next(a for a in data.accounts.values() if a.status == "ACTIVE")
     token = await api.user_token(0, "accounts_manage")
     for body in ({"status": "closed"}, {"status": "SUSPENDED"}, {"status": ""},
@@ -423,8 +423,8 @@ async def test_unknown_paths_methods_and_oversized_bodies_answer_json(
 
 # ------------------------------------------------------------------------- deletions
 async def test_delete_connection_cascades(sandbox: OxlinSandbox, api: Api) -> None:
-    index = max(range(len(sandbox.users)), key=lambda i: len(truth(sandbox, i).connections))
-    data = truth(sandbox, index)
+    index = max(range(len(sandbox.users)), key=lambda i: len(user_data(sandbox, i).connections))
+    data = user_data(sandbox, index)
     assert len(data.connections) == 2
     doomed, kept = list(data.connections)
     doomed_accounts = [a.id for a in data.accounts.values() if a.connection_id == doomed]
@@ -465,7 +465,7 @@ async def test_delete_user_cascades_and_frees_the_email(sandbox: OxlinSandbox,
                                                         api: Api) -> None:
     user = sandbox.users[0]
     user_id = int(user.id)
-    before = truth(sandbox, 0)
+    before = user_data(sandbox, 0)
     assert before.connections
     login = await api.login(user.email, user.password)
     other_token = await api.user_token(1)

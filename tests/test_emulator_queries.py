@@ -28,8 +28,8 @@ from _api import (
     ids,
     money,
     paged,
-    truth,
 )
+from _helpers import user_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,7 +58,7 @@ async def world(http: aiohttp.ClientSession) -> AsyncIterator[World]:
     async with OxlinSandbox(users=2, seed=3, transactions_per_account=300) as box:
         api = Api(http, box)
         token = await api.user_token(0, "accounts_read transactions_read")
-        yield World(box, api, token, truth(box, 0), truth(box, 1))
+        yield World(box, api, token, user_data(box, 0), user_data(box, 1))
 
 
 

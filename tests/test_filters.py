@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import attrs
 import pytest
-from _truth import Truth, assert_exact
+from _helpers import Truth, assert_exact
 from aiohttp import web
 
 import oxlin_async as ox

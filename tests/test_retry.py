@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from _helpers import client_of
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 import oxlin_async as ox
 from oxlin_async._options import RequestOptions
@@ -177,19 +177,10 @@ async def crafted() -> AsyncIterator[tuple[ox.OxlinClient, list[float], dict[str
         answers: list[Callable[[], web.Response]] = script["answers"]
         return answers.pop(0)()
 
-    app = web.Application()
-    app.add_routes([web.post("/auth/token", token), web.patch("/v2.1/accounts/1", patch)])
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        env = ox.Environment(auth_url=str(server.make_url("/auth")),
-                             api_url=str(server.make_url("/v2.1")),
-                             embed_url=str(server.make_url("/embed/v2.1")))
-        retry = ox.RetryPolicy(max_retries=2, initial_backoff=0.001, max_backoff=0.002)
-        async with ox.OxlinClient("id", "secret", environment=env, retry=retry) as c:
-            yield c, seen, script
-    finally:
-        await server.close()
+    retry = ox.RetryPolicy(max_retries=2, initial_backoff=0.001, max_backoff=0.002)
+    routes = [web.post("/auth/token", token), web.patch("/v2.1/accounts/1", patch)]
+    async with client_of(routes, retry=retry) as c:
+        yield c, seen, script
 
 
 ACCOUNT = {"id": "1", "connection_id": "2", "name": "Main", "type": "CHECKINGS",
