@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: The scopes of a user token unless told otherwise (README §4.3).
+#: The scopes of a user token unless told otherwise (docs/oxlin-api §4.3).
 DEFAULT_USER_SCOPES = ("openid", "profile", "profile_edit", "accounts_read", "accounts_manage",
                        "connections_manage", "transactions_read")
 CLIENT_SCOPES = ("users_create",)

@@ -157,7 +157,7 @@ def _cmp(a: Any, b: Any) -> int:
 def expected_order(records: Iterable[Any], sort: str | None,
                    keys: Mapping[str, Callable[[Any], Any]],
                    default: Callable[[Any], Any]) -> list[Any]:
-    """`sort=-a,b` by comparison, field by field, then id ascending (README §8)."""
+    """`sort=-a,b` by comparison, field by field, then id ascending (docs/oxlin-api §8)."""
     items = list(records)
     if sort is None:
         return sorted(items, key=default)

@@ -163,7 +163,7 @@ class Ctx:
         return URL(answer["_links"]["add_connection"])
 
     async def add_connection(self, channel: str, **params: str) -> int:
-        """Run the emulator's widget form (README §12.4) with the default test bank; the
+        """Run the emulator's widget form (docs/oxlin-api §12.4) with the default test bank; the
         new connection's id. The form post is the emulator's own, not a spec operation."""
         link = await self.widget_link()
         form = {**link.query, "redirect_uri": REDIRECT, "channel": channel, "login": "dev",

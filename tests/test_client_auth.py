@@ -1,4 +1,4 @@
-"""Tokens as the client handles them (README §4.5, design notes "Tokens"), over real sockets.
+"""Tokens as the client handles them (docs/oxlin-api §4.5), over real sockets.
 
 Ground truth is the emulator's: `counters.grants` counts the token grants it answered
 (per grant type), `counters.requests` every request per route, `state.refresh_tokens` the

@@ -1,5 +1,5 @@
 """Errors, retries, the rate-limit gate, timeouts, cancellation and session ownership
-(README §10-11, design notes "Retries, rate limits, pools"), against the emulator over
+(docs/oxlin-api §10-11), against the emulator over
 real sockets.
 
 Faults are drawn from one seeded `random.Random` per `set_faults` call, one draw per

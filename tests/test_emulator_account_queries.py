@@ -1,5 +1,5 @@
 """The emulator's account and connection lists over real HTTP: filters, sorts, pages
-(docs/oxlin-api/README.md §7-§9), against expectations computed from the ground truth."""
+(docs/oxlin-api §7-§9), against expectations computed from the ground truth."""
 
 from __future__ import annotations
 

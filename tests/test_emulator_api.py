@@ -1,5 +1,5 @@
 """The emulator's API host over real HTTP: the quickstart flow, users, scopes, 404s,
-PATCH and deletions (docs/oxlin-api/README.md §2, §5, §6, §10, §14).
+PATCH and deletions (docs/oxlin-api §2, §5, §6, §10, §14).
 
 A plain `aiohttp.ClientSession` drives the server (the `api` fixture), and answers are
 compared with the ground truth (`sandbox.state`).

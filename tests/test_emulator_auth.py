@@ -1,4 +1,4 @@
-"""The emulator's auth host over real HTTP: ``POST {auth}/token`` (README §4, §10, §14).
+"""The emulator's auth host over real HTTP: ``POST {auth}/token`` (docs/oxlin-api §4, §10, §14).
 
 These tests pin the server's behaviour with a plain `aiohttp.ClientSession`, not the SDK.
 """

@@ -1,4 +1,4 @@
-"""The emulator's fault injection, observed over real HTTP (README §11, `Faults`).
+"""The emulator's fault injection, observed over real HTTP (docs/oxlin-api §11, `Faults`).
 
 A plain `aiohttp.ClientSession` drives the server; request loops stay short.
 """

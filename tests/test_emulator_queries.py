@@ -1,5 +1,5 @@
 """The emulator's list endpoints over real HTTP: filters, sorts and pagination
-(docs/oxlin-api/README.md §7-§9).
+(docs/oxlin-api §7-§9).
 
 Expected lists are computed here, by code written for the test (filters, sorts and
 pages), never with the emulator's own query code.

@@ -490,7 +490,7 @@ async def _session_unknown_token(ctx: Ctx) -> None:
 
 @case("get_add_connection_page", 200, "bank_list")
 async def _page(ctx: Ctx) -> None:
-    # The session's own link, with the widget parameters added (README §12.2).
+    # The session's own link, with the widget parameters added (docs/oxlin-api §12.2).
     link = await ctx.widget_link()
     await ctx.send("GET", link.update_query(
         redirect_uri=REDIRECT, auto_sync="false", locale="fr_FR",

@@ -1,5 +1,5 @@
 """The public surface end to end: users, connections, accounts, transactions and
-categories (docs/oxlin-api/README.md §6, §9), against the emulator over real sockets."""
+categories (docs/oxlin-api §6, §9), against the emulator over real sockets."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def traffic(sandbox: OxlinSandbox) -> tuple[int, int]:
 
 def stable_sort(records: Iterable[Any], sort: str | list[str] | None,
                 keys: dict[str, Callable[[Any], Any]]) -> list[Any]:
-    """README §8: fields in order, '-' descending, ties by id ascending; else by id."""
+    """docs/oxlin-api §8: fields in order, '-' descending, ties by id ascending; else by id."""
     out = sorted(records, key=lambda r: r.id)
     if sort is None:
         return out
@@ -185,7 +185,7 @@ async def test_delete_connection_cascades(client: ox.OxlinClient,
     after = await carol.accounts.list().collect()
     assert {int(a.id) for a in after} == {int(a.id) for a in before} - doomed_accounts
     assert all(a.connection_id == str(kept) for a in after)
-    for account_id in doomed_accounts:  # an unknown account filter gives [] (README §9)
+    for account_id in doomed_accounts:  # an unknown account filter gives [] (docs/oxlin-api §9)
         assert await carol.transactions.list(account_id=account_id).collect() == []
     with pytest.raises(ox.NotFoundError):
         await carol.connections.get(doomed)

@@ -1,6 +1,6 @@
 """The widget end to end through the SDK: a session, the add-connection pages played as a
 browser would, the callback, the new connection against the bundled test-bank file
-(docs/oxlin-api/README.md §12, §13)."""
+(docs/oxlin-api §12, §13)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The emulator's embed host: widget sessions and the add-connection pages (README §12-13)."""
+"""The emulator's embed host: widget sessions and add-connection pages (docs/oxlin-api §12-13)."""
 
 from __future__ import annotations
 
