@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import oxlin_async as ox
-from oxlin_async import _convert
+from oxlin_async import _convert, _gen
 from oxlin_async._convert import loads, structure, structure_list
 from oxlin_async.errors import (
     APIError,
@@ -433,9 +433,9 @@ def test_any_epoch_becomes_the_same_instant(epoch: int) -> None:
 
 def test_epoch_cache_stays_bounded() -> None:
     base = 1_600_000_000
-    page = [{**TRANSACTION, "import_date": base + i} for i in range(_convert._EPOCH_CACHE_MAX + 10)]
+    page = [{**TRANSACTION, "import_date": base + i} for i in range(_gen._EPOCH_CACHE_MAX + 10)]
     txs = structure_list(page, Transaction)
-    assert len(_convert._EPOCH_CACHE) <= _convert._EPOCH_CACHE_MAX
+    assert len(_gen._EPOCH_CACHE) <= _gen._EPOCH_CACHE_MAX
     assert [int(t.import_date.timestamp()) for t in txs] == [base + i for i in range(len(page))]
 
 
