@@ -176,6 +176,9 @@ def _format(exc: BaseException, t: type | None) -> str:
         return "required field missing"
     if isinstance(exc, (TypeError, ValueError)) and str(exc).startswith("expected"):
         return str(exc)
+    if isinstance(exc, ValueError) and t is None and str(exc):
+        # e.g. a model's own validator, run by __init__: its message names the field.
+        return f"invalid value ({exc!s:.100})"
     return cattrs.v.format_exception(exc, t)
 
 
