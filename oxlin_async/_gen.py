@@ -238,88 +238,60 @@ class OptionalOf(Kind):
         return Optional[wire], Code(f"(None if {{r}} is None else {inner.text})", inner.env)  # noqa: UP045 - a runtime type
 
 
-class _Container(Kind):
-    """Shared by the array and object kinds: a fast check when the items are of an exact
-    type, else each item through its own hook (which names what is wrong)."""
+class Container(Kind):
+    """An array or object of items of one kind: a fast check when the items must be of
+    one exact type, else each item through its own hook (which names what is wrong)."""
 
-    json_type: type
-    expected: str
-    each: str  # what the items are, in a comprehension over `i`
-    build_exact: str
-    build: str
-    wire_exact: str
-    build_wire: str
+    def __init__(self, name: str, item_of: Callable[[Any], Any], json_type: type,
+                 expected: str, *, each: str, python: tuple[str, str],
+                 wire: tuple[Callable[[Any], Any], str, str]) -> None:
+        # item_of(t): the item type, or None when `t` is not this container.
+        # python: statements building {v} from `r` whose items are all fine as they are,
+        # and through `{f}item`. wire: the msgspec type from the item's, the expression
+        # when items are fine as they are, and the one converting each item (ITEM, `i`).
+        self.name, self.item_of, self.json_type, self.expected = name, item_of, json_type, expected
+        self.each, self.build, self.wire_build = each, python, wire
 
-    def item_type(self, t: Any) -> Any:
-        raise NotImplementedError
+    def matches(self, t: Any) -> bool:
+        item_t = self.item_of(t)
+        return item_t is not None and find_kind(item_t) is not None
 
     def python(self, t: Any, lookup: Lookup) -> Code:
-        item_t = self.item_type(t)
+        item_t = self.item_of(t)
         kind = _kind(item_t)
+        as_is, each_item = self.build
         env = {"item": lookup(item_t), "itype": item_t}
         text = (f"if type(r) is not {self.json_type.__name__}:"
                 f" raise _type_error({self.expected!r}, r)\n")
         if kind.exact is not None:
             env["only"] = frozenset({kind.exact})
-            text += (f"if {{f}}only.issuperset(map(type, {self.each})): {self.build_exact}\n"
-                     f"else: {self.build}")
+            text += (f"if {{f}}only.issuperset(map(type, {self.each})): {as_is}\n"
+                     f"else: {each_item}")
         else:
-            text += self.build
+            text += each_item
         return Code(text, env)
 
     def wire(self, t: Any) -> tuple[Any, Code]:
-        item_t = self.item_type(t)
+        item_t = self.item_of(t)
         item_wire, item = _kind(item_t).wire(item_t)
-        item = item.nest("i_")
+        wire_type, as_is, each_item = self.wire_build
         if item.text == "{r}":
-            return self.wire_type(item_wire), Code(self.wire_exact)
-        return self.wire_type(item_wire), Code(
-            self.build_wire.replace("ITEM", item.render(r="i", f="{f}")), item.env)
-
-    def wire_type(self, item_wire: Any) -> Any:
-        raise NotImplementedError
+            return wire_type(item_wire), Code(as_is)
+        item = item.nest("i_")
+        return wire_type(item_wire), Code(
+            each_item.replace("ITEM", item.render(r="i", f="{f}")), item.env)
 
 
-class TupleOf(_Container):
-    """``tuple[X, ...]`` from a JSON array (a string is iterable too: not accepted)."""
-
-    name = "tuple"
-    json_type, expected, each = list, "an array", "r"
-    build_exact = "{v} = tuple(r)"
-    build = "{v} = tuple([{f}item(i, {f}itype) for i in r])"
-    wire_exact, build_wire = "tuple({r})", "tuple([ITEM for i in {r}])"
-
-    def matches(self, t: Any) -> bool:
-        args = get_args(t)
-        return (get_origin(t) is tuple and len(args) == 2 and args[1] is Ellipsis
-                and find_kind(args[0]) is not None)
-
-    def item_type(self, t: Any) -> Any:
-        return get_args(t)[0]
-
-    def wire_type(self, item_wire: Any) -> Any:
-        return list[item_wire]
+def _tuple_item(t: Any) -> Any:
+    args = get_args(t)
+    ok = get_origin(t) is tuple and len(args) == 2 and args[1] is Ellipsis
+    return args[0] if ok else None
 
 
-class MappingOf(_Container):
-    """``Mapping[str, X]`` (or ``dict[str, X]``) from a JSON object."""
-
-    name = "mapping"
-    json_type, expected, each = dict, "an object", "r.values()"
-    build_exact = "{v} = r"
-    build = "{v} = {k: {f}item(i, {f}itype) for k, i in r.items()}"
-    wire_exact, build_wire = "{r}", "{k: ITEM for k, i in {r}.items()}"
-
-    def matches(self, t: Any) -> bool:
-        args = get_args(t)
-        return (get_origin(t) in (dict, Mapping) and len(args) == 2 and args[0] is str
-                and find_kind(args[1]) is not None)
-
-    def item_type(self, t: Any) -> Any:
-        return get_args(t)[1]
-
-    def wire_type(self, item_wire: Any) -> Any:
-        return dict[str, item_wire]
+def _mapping_item(t: Any) -> Any:
+    args = get_args(t)
+    ok = get_origin(t) in (dict, Mapping) and len(args) == 2 and args[0] is str
+    return args[1] if ok else None
 
 
 class Nested(Kind):
@@ -359,8 +331,16 @@ KINDS: tuple[Kind, ...] = (
          from_wire="(_epoch_get({r}) or _epoch({r}))"),
     EnumOrStr(),
     OptionalOf(),
-    TupleOf(),
-    MappingOf(),
+    # tuple[X, ...] from an array (a string is iterable too: not accepted).
+    Container("tuple", _tuple_item, list, "an array", each="r",
+              python=("{v} = tuple(r)", "{v} = tuple([{f}item(i, {f}itype) for i in r])"),
+              wire=(lambda w: types.GenericAlias(list, w),
+                    "tuple({r})", "tuple([ITEM for i in {r}])")),
+    # Mapping[str, X] or dict[str, X] from an object.
+    Container("mapping", _mapping_item, dict, "an object", each="r.values()",
+              python=("{v} = r", "{v} = {k: {f}item(i, {f}itype) for k, i in r.items()}"),
+              wire=(lambda w: types.GenericAlias(dict, (str, w)),
+                    "{r}", "{k: ITEM for k, i in {r}.items()}")),
     Nested(),
 )
 
