@@ -471,11 +471,16 @@ def test_tracebacks_show_the_generated_source() -> None:
 
 
 def test_generated_file_names_are_unique() -> None:
-    a = _python(Plain).filename
-    b = _python(Plain).filename  # the same source again: the same name is fine
-    assert a == b and a.startswith("<oxlin_async generated python ")
-    sources = {n: "".join(lines) for n, (_, _, lines, _) in
-               [(n, e) for n, e in linecache.cache.items() if len(e) == 4]
-               if n.startswith("<oxlin_async generated")}
-    assert len(sources) >= 10
-    assert all(src.startswith("def ") for src in sources.values())
+    one = attrs.make_class("Twin", {"a": attrs.field(type=str)}, frozen=True,
+                           weakref_slot=False)
+    two = attrs.make_class("Twin", {"b": attrs.field(type=bool)}, frozen=True,
+                           weakref_slot=False)
+    assert one.__qualname__ == two.__qualname__ and one.__module__ == two.__module__
+    names = [_python(cls).filename for cls in (one, two)]
+    assert names[0] != names[1]
+    assert all(n.startswith("<oxlin_async generated python ") for n in names)
+    assert "r = o['a']" in "".join(linecache.getlines(names[0]))
+    assert "r = o['b']" in "".join(linecache.getlines(names[1]))
+    assert _python(one).filename == names[0]  # the same source again: the same name
+    assert structure({"a": "x"}, one) == one(a="x")
+    assert structure({"b": True}, two) == two(b=True)
