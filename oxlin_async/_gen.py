@@ -410,8 +410,8 @@ def draft_class(cls: type[Any]) -> type[Any] | None:
     with the slot layout of ``cls`` (a "draft"), else None.
 
     Skipping is safe only when ``__init__`` would do nothing but store the fields: no
-    validators, converters, factory defaults, ``init=False`` fields, pre/post-init hooks
-    or hand-written ``__init__``; and only when CPython lets an object switch from the
+    validators, converters, factory defaults, ``init=False`` fields, pre/post-init hooks,
+    hand-written ``__init__`` or ``__new__``; and only when CPython lets an object switch from the
     draft to ``cls`` (the same slots, exactly the fields, on every class of the MRO).
     """
     if cls not in _DRAFTS:
@@ -425,8 +425,9 @@ _DRAFTS: dict[type[Any], type[Any] | None] = {}
 def _draft_class(cls: type[Any]) -> type[Any] | None:
     if not (isinstance(cls, type) and attrs.has(cls)):
         return None
-    if any(hasattr(cls, name)
-           for name in ("__attrs_pre_init__", "__attrs_post_init__", "__attrs_init__")):
+    if cls.__new__ is not object.__new__ or any(
+            hasattr(cls, name)
+            for name in ("__attrs_pre_init__", "__attrs_post_init__", "__attrs_init__")):
         return None
     fields = attrs.fields(cls)
     if any(not a.init or a.validator is not None or a.converter is not None

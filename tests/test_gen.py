@@ -17,6 +17,8 @@ import attrs
 import msgspec
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import oxlin_async as ox
 from oxlin_async import _convert, _gen, _wire, models
@@ -215,6 +217,14 @@ class OwnInit:
         self.__attrs_init__(a=a)  # type: ignore[attr-defined]
 
 
+@attrs.frozen(weakref_slot=False)
+class OwnNew:
+    a: str
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> OwnNew:
+        return super().__new__(cls)
+
+
 @attrs.frozen
 class WeakrefSlot:
     a: str
@@ -237,7 +247,7 @@ class FrozenChild(Plain):
 
 @pytest.mark.parametrize(
     "cls",
-    [Validated, Converted, FactoryDefault, PostInit, PreInit, NotInInit, OwnInit,
+    [Validated, Converted, FactoryDefault, PostInit, PreInit, NotInInit, OwnInit, OwnNew,
      WeakrefSlot, NoSlots, CachedHash, FrozenChild],
     ids=lambda c: c.__name__,
 )
@@ -378,6 +388,39 @@ def test_composite_kinds_agree_on_both_paths(cls: type[Any]) -> None:
         structure_list([missing], cls)
     with pytest.raises(ValueError):
         _wire_page(cls, orjson.dumps([missing]))
+
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=4)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(["RED", "", "x"]),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner,
+                                                                max_size=2),
+    max_leaves=4,
+)
+BASES = {Composite: COMPOSITE, CompositePlain: COMPOSITE,
+         Checked: {**CHECKED, "when": 0, "tags": {}, "colour": "RED"}}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(list(BASES)), st.data())
+def test_both_paths_agree_on_any_value(cls: type[Any], data: st.DataObject) -> None:
+    """Safe path or not, the msgspec path accepts exactly what the pure path accepts."""
+    item = dict(BASES[cls])
+    for key in data.draw(st.lists(st.sampled_from(sorted(item)), max_size=2, unique=True)):
+        if data.draw(st.booleans()):
+            item[key] = data.draw(ANY_JSON)
+        else:
+            item.pop(key, None)
+    body = orjson.dumps([item])
+    decoder = _wire.page_decoder(cls)
+    assert decoder is not None
+    try:
+        slow = structure_list(orjson.loads(body), cls)
+    except DecodeError:
+        with pytest.raises(ValueError):
+            decoder(body)
+    else:
+        _same(decoder(body), slow)
 
 
 def test_every_field_of_the_public_models_has_a_kind() -> None:
