@@ -361,7 +361,10 @@ def _kind(t: Any) -> Kind:
 
 def field_kind(a: attrs.Attribute[Any]) -> tuple[Kind, Any, bool]:
     """How field ``a`` is decoded: its kind, the type that kind decodes, and whether the
-    field is optional (absent or ``null`` gives its default)."""
+    field is optional (absent or ``null`` gives its default).
+
+    Both paths ask this one function, so a per-field policy (say, reading some fields
+    tolerantly) is decided here, by returning another kind."""
     optional = a.default is not attrs.NOTHING
     t = split_optional(a.type)[0] if optional else a.type
     return _kind(t), t, optional
@@ -501,7 +504,7 @@ class ModelCode:
 class WireModel(ModelCode):
     """Also the msgspec struct the wire values are decoded into."""
 
-    struct: Any = None
+    struct: Any
 
 
 _SOURCE = """\
@@ -527,7 +530,7 @@ def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
 
 def _generate(cls: type[Any], path: str,
               field_code: Callable[[attrs.Attribute[Any], str, str, str], list[str]],
-              env: dict[str, Any]) -> tuple[dict[str, Any], str]:
+              env: dict[str, Any]) -> dict[str, Any]:
     """Generate `one` and `page` for ``cls``; ``field_code(a, v, f, default)`` gives the
     lines that put field ``a``'s value in ``v``, ``default`` when absent."""
     draft = draft_class(cls)
@@ -559,7 +562,7 @@ def _generate(cls: type[Any], path: str,
     source = _SOURCE.format(body="\n".join("    " + line for line in body),
                             page_body="\n".join("        " + line for line in body))
     label = f"{path} {cls.__module__}.{cls.__qualname__}"
-    return _exec(source, env, label), source
+    return _exec(source, env, label)
 
 
 def python_model(cls: type[Any], lookup: Lookup) -> ModelCode:
@@ -578,7 +581,7 @@ def python_model(cls: type[Any], lookup: Lookup) -> ModelCode:
         return [f"r = o.get({a.name!r})", f"if r is None: {v} = {default}", "else:",
                 *("    " + line for line in lines)]
 
-    env, _ = _generate(cls, "python", field_code, env)
+    env = _generate(cls, "python", field_code, env)
     return ModelCode(env["one"], env["page"], env["one"].__code__.co_filename)
 
 
@@ -605,16 +608,14 @@ def _wire_model(cls: type[Any]) -> WireModel:
         wire, code = kind.wire(t)
         env.update({f + k: x for k, x in code.env.items()})
         expr = code.render(r="r", f=f)
-        if expr == "r" and (not optional or default == "None"):  # msgspec's value is the model's
-            wire_fields.append((a.name, Optional[wire], None) if optional else (a.name, wire))  # noqa: UP045
+        wire_fields.append((a.name, Optional[wire], None) if optional else (a.name, wire))  # noqa: UP045 - a runtime type
+        if expr == "r" and (not optional or default == "None"):  # msgspec's value is it
             return [f"{v} = o.{a.name}"]
         if not optional:
-            wire_fields.append((a.name, wire))
             return [f"r = o.{a.name}", f"{v} = {expr}"]
-        wire_fields.append((a.name, Optional[wire], None))  # noqa: UP045 - a runtime type
         return [f"r = o.{a.name}", f"{v} = {default} if r is None else {expr}"]
 
-    env, _ = _generate(cls, "wire", field_code, env)
+    env = _generate(cls, "wire", field_code, env)
     # gc=False: decoded JSON cannot form cycles, and untracked structs spare the collector.
     struct = msgspec.defstruct(f"{cls.__name__}Wire", wire_fields, kw_only=True, gc=False)
     return WireModel(env["one"], env["page"], env["one"].__code__.co_filename, struct)
