@@ -204,12 +204,9 @@ class EnumOrStr(Kind):
         return _enum_of(t) is not None
 
     def python(self, t: Any, lookup: Lookup) -> Code:
-        enum_cls = _enum_of(t)
-        # get(r, r) is the member, or r itself when unknown (then it must be a str).
-        return Code("e = {f}get(r, r)\n"
-                    "if type(e) is not str and type(e) is not {f}enum:"
-                    " raise _type_error('a string', r)\n{v} = e",
-                    {"get": _members(enum_cls), "enum": enum_cls})
+        # get(r, r): the member, or r itself when the enum does not know it.
+        return Code("if type(r) is not str: raise _type_error('a string', r)\n"
+                    "{v} = {f}get(r, r)", {"get": _members(_enum_of(t))})
 
     def wire(self, t: Any) -> tuple[Any, Code]:
         return str, Code("{f}get({r}, {r})", {"get": _members(_enum_of(t))})

@@ -479,6 +479,14 @@ def test_no_silent_coercion_on_either_path(cls: type[Any], field: str, value: An
         decoder(body)
 
 
+@pytest.mark.parametrize("value", [[1], {"a": 1}, 3, None])
+def test_an_enum_field_says_a_string_was_expected(value: Any) -> None:
+    for decode in (lambda p: structure(p, Transaction),
+                   lambda p: structure_list([TX, p], Transaction)):
+        with pytest.raises(DecodeError, match=r"expected a string, got \w+ .*\.type"):
+            decode({**TX, "type": value})
+
+
 # -- generated source in tracebacks --------------------------------------------------------
 
 
