@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import oxlin_async as ox
-from oxlin_async import _convert
+from oxlin_async import _convert, _gen
 from oxlin_async._convert import loads, structure, structure_list
 from oxlin_async.errors import (
     APIError,
@@ -68,7 +68,7 @@ from oxlin_async.models import (
 
 UTC = dt.timezone.utc
 
-# -- payloads, from the examples of openapi.yaml and README §12 -------------------------
+# -- payloads, from the examples of openapi.yaml and docs/oxlin-api §12 -------------------------
 
 USER: dict[str, Any] = {
     "id": "3996384", "email": "jane.doe@example.com", "creation_date": 1639524127
@@ -276,7 +276,7 @@ def test_transaction(decode: Decoder) -> None:
     assert tx.origin is TransactionOrigin.TRANSACTION
     assert tx.status is TransactionStatus.BOOKED
     assert tx.date == dt.datetime(2021, 12, 19, 23, 0, tzinfo=UTC)
-    assert tx.day == dt.date(2021, 12, 20)  # README §3.1: the Paris date, not the UTC one
+    assert tx.day == dt.date(2021, 12, 20)  # docs/oxlin-api §3.1: the Paris date, not the UTC one
     assert tx.import_date == dt.datetime(2021, 12, 20, 11, 1, 49, tzinfo=UTC)
     assert tx.value_date == tx.booking_date == tx.date
     assert tx.transaction_date is None and tx.notes is None and tx.source is None
@@ -433,9 +433,9 @@ def test_any_epoch_becomes_the_same_instant(epoch: int) -> None:
 
 def test_epoch_cache_stays_bounded() -> None:
     base = 1_600_000_000
-    page = [{**TRANSACTION, "import_date": base + i} for i in range(_convert._EPOCH_CACHE_MAX + 10)]
+    page = [{**TRANSACTION, "import_date": base + i} for i in range(_gen._EPOCH_CACHE_MAX + 10)]
     txs = structure_list(page, Transaction)
-    assert len(_convert._EPOCH_CACHE) <= _convert._EPOCH_CACHE_MAX
+    assert len(_gen._EPOCH_CACHE) <= _gen._EPOCH_CACHE_MAX
     assert [int(t.import_date.timestamp()) for t in txs] == [base + i for i in range(len(page))]
 
 
