@@ -120,7 +120,7 @@ def run(opts: Options) -> dict[str, Any]:
     import yarl
 
     from oxlin_async import _convert
-    from oxlin_async._session import Response
+    from oxlin_async._transport import Response
     from oxlin_async.models import Transaction
 
     body = render_page(0, ITEMS, total=200_000)

@@ -8,12 +8,13 @@
             ...
 """
 
-__version__ = "0.1.0"
-
 from ._auth import Token
 from ._client import DEFAULT_USER_SCOPES, OxlinClient, UserClient
+from ._filters import TransactionFilter
+from ._options import RequestStats
 from ._pagination import AsyncPaginator
-from ._session import RequestStats, RetryPolicy
+from ._retry import RetryPolicy
+from ._version import __version__
 from .environments import Environment
 from .errors import (
     APIError,
@@ -102,6 +103,7 @@ __all__ = [
     "SettleTimeoutError",
     "Token",
     "Transaction",
+    "TransactionFilter",
     "TransactionOrigin",
     "TransactionSource",
     "TransactionStatus",

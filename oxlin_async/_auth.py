@@ -1,20 +1,31 @@
-"""Tokens: what they are, and the single-flight manager that keeps one fresh.
+"""Tokens, the single-flight manager that keeps one fresh, and where credentials go.
 
 A `TokenManager` holds one token (the client's, or one user's). `get()` returns it
 without taking any lock while it is fresh; when it is stale, the first caller starts one
 renewal task and every other caller awaits that same task, so N concurrent requests at
 expiry cause exactly one token request, and a failed renewal gives all of them the same
 error. The next `get()` after a failure starts afresh.
+
+An `Auth` strategy (after httpx's) says where a request's credentials go: `BearerAuth`
+in the ``Authorization`` header, `WidgetFormAuth` in the widget's form body,
+`ClientBasicAuth` as HTTP Basic client authentication for the token endpoint. The
+transport asks it for a token, lets it sign each attempt, and on a 401 ``invalid_token``
+tells it the token was refused and replays once (see `_transport`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._options import Outgoing, RequestOptions
 
 #: Renew when less than this share of the lifetime is left (and at most 60 s before expiry).
 _MARGIN_SHARE = 0.1
@@ -52,8 +63,9 @@ def _cancelling() -> bool:
     return bool(task is not None and getattr(task, "cancelling", lambda: 0)())
 
 
-#: Given the token being replaced (or None), obtain a new one.
-Renew = Callable[[Token | None], Awaitable[Token]]
+#: Given the token being replaced (or None) and the call that needs the new one (whose
+#: extra limits and stats the token request shares; None outside any call), obtain one.
+Renew = Callable[[Token | None, "RequestOptions | None"], Awaitable[Token]]
 
 
 class TokenManager:
@@ -72,13 +84,13 @@ class TokenManager:
     def token(self) -> Token | None:
         return self._token
 
-    async def get(self) -> Token:
+    async def get(self, call: RequestOptions | None = None) -> Token:
         token = self._token
         if token is not None and not self._stale and self._clock() < token.refresh_at:
             return token
         task = self._renewing
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._run(token))
+            task = asyncio.get_running_loop().create_task(self._run(token, call))
             self._renewing = task
         # shield: a caller that gives up must not cancel the renewal the others wait for.
         try:
@@ -90,9 +102,9 @@ class TokenManager:
                 raise RuntimeError("this client is closed") from None
             raise
 
-    async def _run(self, previous: Token | None) -> Token:
+    async def _run(self, previous: Token | None, call: RequestOptions | None) -> Token:
         try:
-            token = await self._renew(previous)
+            token = await self._renew(previous, call)
             self._token, self._stale = token, False
             return token
         finally:
@@ -109,12 +121,97 @@ class TokenManager:
         if self._token is token:
             self._stale = True
 
-    def set(self, token: Token) -> None:
-        self._token, self._stale = token, False
-
     async def aclose(self) -> None:
         self._closed = True
         task, self._renewing = self._renewing, None
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@attrs.frozen
+class ClientCredentials:
+    """The API client's id and secret; the secret stays out of the repr."""
+
+    client_id: str
+    client_secret: str = attrs.field(repr=False)
+
+
+class Auth:
+    """Where a request's credentials go. The base class sends none."""
+
+    async def token(self, call: RequestOptions) -> Token | None:
+        """The token to send `call` with (taken before it holds any slot); None for none."""
+        return None
+
+    def is_current(self, token: Token | None) -> bool:
+        """Whether `token` may still be sent (queueing for a slot may have outlasted it)."""
+        return True
+
+    def apply(self, request: Outgoing, token: Token | None) -> None:
+        """Write the credentials into one attempt's request."""
+
+    def refused(self, token: Token | None) -> bool:
+        """The server answered 401 ``invalid_token`` to `token`: drop it, and say whether
+        a replay with a new one may succeed."""
+        return False
+
+
+class TokenAuth(Auth):
+    """Credentials from a `TokenManager`: renewed when refused, then replayed once."""
+
+    def __init__(self, tokens: TokenManager) -> None:
+        self.tokens = tokens
+
+    async def token(self, call: RequestOptions) -> Token:
+        return await self.tokens.get(call)
+
+    def is_current(self, token: Token | None) -> bool:
+        return token is not None and self.tokens.is_current(token)
+
+    def apply(self, request: Outgoing, token: Token | None) -> None:
+        if token is not None:
+            self.attach(request, token)
+
+    def attach(self, request: Outgoing, token: Token) -> None:
+        raise NotImplementedError
+
+    def refused(self, token: Token | None) -> bool:
+        if token is None:
+            return False
+        self.tokens.invalidate(token)  # only if it is still the cached one
+        return True
+
+
+class BearerAuth(TokenAuth):
+    """``Authorization: Bearer <token>`` (RFC 6750 §2.1): every API call."""
+
+    def attach(self, request: Outgoing, token: Token) -> None:
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+
+
+class WidgetFormAuth(TokenAuth):
+    """The widget's way: client credentials and the user token in the form body."""
+
+    def __init__(self, tokens: TokenManager, credentials: ClientCredentials) -> None:
+        super().__init__(tokens)
+        self._credentials = credentials
+
+    def attach(self, request: Outgoing, token: Token) -> None:
+        request.data = {**(request.data or {}), "client_id": self._credentials.client_id,
+                        "client_secret": self._credentials.client_secret,
+                        "access_token": token.access_token}
+
+
+class ClientBasicAuth(Auth):
+    """HTTP Basic client authentication (RFC 6749 §2.3.1): the token endpoint."""
+
+    def __init__(self, credentials: ClientCredentials) -> None:
+        pair = f"{credentials.client_id}:{credentials.client_secret}".encode()
+        self._header = "Basic " + base64.b64encode(pair).decode()
+
+    def __repr__(self) -> str:
+        return "<ClientBasicAuth>"
+
+    def apply(self, request: Outgoing, token: Token | None) -> None:
+        request.headers["Authorization"] = self._header

@@ -1,60 +1,57 @@
-"""`OxlinClient` (the client's own scope) and `UserClient` (one user's scope).
+"""`OxlinClient` (the client's own requests) and `UserClient` (one user's).
 
-One client holds one HTTP session, the client token, and a cache of user tokens keyed
+One client holds one transport, the client token, and a cache of user tokens keyed
 by user, so a service can keep one client for its whole life and serve many users
-through it: ``client.as_user(email, password)`` costs no I/O, and two scopes for the
+through it: ``client.as_user(email, password)`` costs no I/O, and two views of the
 same user share one token.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-import yarl
+import attrs
 
-from ._auth import Token, TokenManager
-from ._session import Response, RetryPolicy, Session
+from ._auth import (
+    BearerAuth,
+    ClientBasicAuth,
+    ClientCredentials,
+    Renew,
+    Token,
+    TokenManager,
+    WidgetFormAuth,
+)
+from ._options import RequestOptions, RequestStats
+from ._retry import RetryPolicy
+from ._transport import Response, Transport
 from .environments import Environment
 from .errors import ArgumentError, AuthenticationError, DecodeError, InvalidGrantError
 from .resources import Accounts, Categories, ClientUsers, Connections, Transactions, Users, Widget
 from .resources.users import _check_email, _check_password
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .bulk import BulkRun, BulkUser
 
-#: The scopes of a user token unless told otherwise (README §4.3).
+T = TypeVar("T")
+
+#: The scopes of a user token unless told otherwise (docs/oxlin-api §4.3).
 DEFAULT_USER_SCOPES = ("openid", "profile", "profile_edit", "accounts_read", "accounts_manage",
                        "connections_manage", "transactions_read")
 CLIENT_SCOPES = ("users_create",)
 
 
-class Core:
-    """What the client and all its user scopes share: session, hosts, credentials."""
+def _token_from(started: float) -> Callable[[Response], Token]:
+    """``cast_to`` of a token answer; `started` is when it was asked for, the
+    conservative origin of its lifetime."""
 
-    def __init__(self, client_id: str, client_secret: str, environment: Environment,
-                 session: Session) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.environment = environment
-        self.session = session
-        self._basic = "Basic " + base64.b64encode(
-            f"{client_id}:{client_secret}".encode()).decode()
-
-    def __repr__(self) -> str:
-        return f"<Core client_id={self.client_id}>"
-
-    async def grant(self, form: Mapping[str, str]) -> Token:
-        """POST the token endpoint (form body, HTTP Basic client auth: plain RFC 6749)."""
-        started = time.monotonic()
-        response = await self.session.request(
-            "POST", self.environment.token_url, data=form, idempotent=True, oauth=True,
-            headers={"Authorization": self._basic})
+    def decode(response: Response) -> Token:
         body = response.json()
         if (not isinstance(body, dict) or not isinstance(body.get("access_token"), str)
                 or not isinstance(body.get("expires_in"), int) or body["expires_in"] <= 0):
@@ -63,30 +60,82 @@ class Core:
                               body=response.body)
         return Token.from_response(body, started)
 
+    return decode
 
-class Scope:
-    """Sends requests with one token manager's token."""
 
-    def __init__(self, core: Core, tokens: TokenManager) -> None:
-        self.core = core
+class ClientContext:
+    """What a client and all its user views share: the transport, the hosts, and the
+    client's credentials (which only the auth strategies read)."""
+
+    def __init__(self, credentials: ClientCredentials, environment: Environment,
+                 transport: Transport) -> None:
+        self.client_id = credentials.client_id
+        self.environment = environment
+        self.transport = transport
+        self._credentials = credentials
+        self._token_auth = ClientBasicAuth(credentials)
+
+    def __repr__(self) -> str:
+        return f"<ClientContext client_id={self.client_id}>"
+
+    def widget_auth(self, tokens: TokenManager) -> WidgetFormAuth:
+        """The widget's form-body credentials for the holder of `tokens`."""
+        return WidgetFormAuth(tokens, self._credentials)
+
+    async def grant(self, form: Mapping[str, str], call: RequestOptions | None = None
+                    ) -> Token:
+        """POST the token endpoint (form body, HTTP Basic client auth: plain RFC 6749).
+
+        `call`, the request that needs the token, lends it its extra limits and stats.
+        """
+        options = RequestOptions(
+            method="POST", url=self.environment.token_url, data=form, idempotent=True,
+            oauth=True, auth=self._token_auth, limits=call.limits if call else (),
+            stats=call.stats if call else None)
+        return await self.transport.request(_token_from(time.monotonic()), options)
+
+
+class Requester:
+    """Sends requests as one token's holder (the client, or one user), adding this view's
+    per-call options (extra limits, a stats sink) to every request."""
+
+    def __init__(self, context: ClientContext, tokens: TokenManager, *,
+                 limits: tuple[asyncio.Semaphore, ...] = (),
+                 stats: RequestStats | None = None) -> None:
+        self.context = context
         self.tokens = tokens
+        self.auth = BearerAuth(tokens)
+        self.limits = limits
+        self.stats = stats
 
-    async def request(self, method: str, url: yarl.URL, *,
-                      params: Mapping[str, str] | None = None, json: Any = None,
-                      idempotent: bool | None = None,
-                      decode: Callable[[Response], Any] | None = None) -> Response:
-        return await self.core.session.request(method, url, auth=self.tokens, params=params,
-                                               json=json, idempotent=idempotent, decode=decode)
+    def with_options(self, *, limits: Sequence[asyncio.Semaphore] | None = None,
+                     stats: RequestStats | None = None) -> Requester:
+        """The same token holder, with every request holding `limits` (semaphores,
+        acquired in order, before the client's own) and counting into `stats`."""
+        return Requester(self.context, self.tokens,
+                         limits=self.limits if limits is None else tuple(limits),
+                         stats=self.stats if stats is None else stats)
+
+    async def request(self, cast_to: Callable[[Response], T], options: RequestOptions) -> T:
+        """Send `options` (Bearer-authenticated unless it says otherwise) and return
+        ``cast_to`` of the answer; see `Transport.request`."""
+        if options.auth is None or self.limits or self.stats is not None:
+            options = attrs.evolve(
+                options, auth=options.auth or self.auth, limits=self.limits + options.limits,
+                stats=options.stats if options.stats is not None else self.stats)
+        return await self.context.transport.request(cast_to, options)
 
 
-class UserClient(Scope):
+class UserClient(Requester):
     """One user's view of the API. Get it from `OxlinClient.as_user`."""
 
-    def __init__(self, core: Core, tokens: TokenManager, *, email: str | None,
-                 forget: Any) -> None:
-        super().__init__(core, tokens)
+    def __init__(self, context: ClientContext, tokens: TokenManager, *, email: str | None,
+                 forget: Callable[[], None], limits: tuple[asyncio.Semaphore, ...] = (),
+                 stats: RequestStats | None = None) -> None:
+        super().__init__(context, tokens, limits=limits, stats=stats)
         self.email = email
         self.user_id: str | None = None
+        self.widget_auth = context.widget_auth(tokens)
         self._forget = forget
         self.users = Users(self)
         self.connections = Connections(self)
@@ -94,6 +143,17 @@ class UserClient(Scope):
         self.transactions = Transactions(self)
         self.categories = Categories(self)
         self.widget = Widget(self)
+
+    def with_options(self, *, limits: Sequence[asyncio.Semaphore] | None = None,
+                     stats: RequestStats | None = None) -> UserClient:
+        """This user, with every request holding `limits` (semaphores, acquired in
+        order, before the client's own) and counting into `stats`; the token is shared
+        (``user_client.with_options(stats=RequestStats())``, say)."""
+        view = UserClient(self.context, self.tokens, email=self.email, forget=self._forget,
+                          limits=self.limits if limits is None else tuple(limits),
+                          stats=self.stats if stats is None else stats)
+        view.user_id = self.user_id
+        return view
 
     def forget(self) -> None:
         """Drop this user's cached token (after the user is deleted, say)."""
@@ -125,65 +185,69 @@ class OxlinClient:
         self.client_id = client_id
         self.environment = environment
         self.user_scopes = tuple(user_scopes)
-        self._core = Core(client_id, client_secret, environment,
-                          Session(session=session, max_concurrency=max_concurrency,
-                                  timeout=timeout, retry=retry, user_agent=user_agent))
+        self._context = ClientContext(
+            ClientCredentials(client_id, client_secret), environment,
+            Transport(session=session, max_concurrency=max_concurrency, timeout=timeout,
+                      retry=retry, user_agent=user_agent))
         self._tokens = TokenManager(self._renew_client_token)
         self._user_tokens: dict[tuple[str, ...], TokenManager] = {}
-        self._scope = Scope(self._core, self._tokens)
-        self.users = ClientUsers(self._scope)
-        self.categories = Categories(self._scope)
+        self._requester = Requester(self._context, self._tokens)
+        self.users = ClientUsers(self._requester)
+        self.categories = Categories(self._requester)
 
     def __repr__(self) -> str:
         return (f"<OxlinClient client_id={self.client_id} api={self.environment.api_url} "
                 f"users_cached={len(self._user_tokens)}>")
 
     @property
-    def session(self) -> Session:
-        return self._core.session
+    def transport(self) -> Transport:
+        """The one path every request of this client takes (`max_concurrency`, `retry`)."""
+        return self._context.transport
 
     # ------------------------------------------------------------------------- tokens
-    async def _renew_client_token(self, previous: Token | None) -> Token:
+    async def _renew_client_token(self, previous: Token | None,
+                                  call: RequestOptions | None) -> Token:
         # The client token never comes with a refresh token: ask again.
-        return await self._core.grant({"grant_type": "client_credentials",
-                                       "scope": " ".join(CLIENT_SCOPES)})
+        return await self._context.grant({"grant_type": "client_credentials",
+                                          "scope": " ".join(CLIENT_SCOPES)}, call)
 
     def as_user(self, email: str, password: str, *,
                 scopes: Sequence[str] | None = None) -> UserClient:
-        """A scope acting as this user (password grant on first use; no I/O now)."""
+        """A view acting as this user (password grant on first use; no I/O now)."""
         _check_email(email)
         _check_password(password)
         wanted = " ".join(scopes if scopes is not None else self.user_scopes)
         # Keyed by user, password and scopes; the password only as a digest.
         key = ("password", email.casefold(), hashlib.sha256(password.encode()).hexdigest(),
                wanted)
-        core = self._core
+        context = self._context
 
-        async def renew(previous: Token | None) -> Token:
+        async def renew(previous: Token | None, call: RequestOptions | None) -> Token:
             if previous is not None and previous.refresh_token:
                 try:
-                    return await core.grant({"grant_type": "refresh_token",
-                                             "refresh_token": previous.refresh_token})
+                    return await context.grant({"grant_type": "refresh_token",
+                                                "refresh_token": previous.refresh_token},
+                                               call)
                 except InvalidGrantError:
                     pass  # used, foreign or revoked: log in again
-            return await core.grant({"grant_type": "password", "username": email,
-                                     "password": password, "scope": wanted})
+            return await context.grant({"grant_type": "password", "username": email,
+                                        "password": password, "scope": wanted}, call)
 
-        return self._user_scope(key, renew, email=email)
+        return self._user_client(key, renew, email=email)
 
     def as_user_token(self, access_token: str, refresh_token: str | None = None, *,
                       expires_in: float | None = None) -> UserClient:
-        """A scope using a user token obtained elsewhere. With `refresh_token`, it renews
+        """A view using a user token obtained elsewhere. With `refresh_token`, it renews
         itself; without, an expired token raises `AuthenticationError`."""
         if not access_token:
             raise ArgumentError("access_token", "must be a non-empty str")
         key = ("token", hashlib.sha256(access_token.encode()).hexdigest())
-        core = self._core
+        context = self._context
 
-        async def renew(previous: Token | None) -> Token:
+        async def renew(previous: Token | None, call: RequestOptions | None) -> Token:
             if previous is not None and previous.refresh_token:
-                return await core.grant({"grant_type": "refresh_token",
-                                         "refresh_token": previous.refresh_token})
+                return await context.grant({"grant_type": "refresh_token",
+                                            "refresh_token": previous.refresh_token}, call)
             raise AuthenticationError(401, "invalid_token",
                                       "the user token expired and there is no refresh token "
                                       "to renew it")
@@ -194,29 +258,36 @@ class OxlinClient:
         initial = Token(access_token=access_token, refresh_token=refresh_token,
                         expires_at=time.monotonic() + lifetime,
                         lifetime=lifetime if refresh_token else 0.0)
-        return self._user_scope(key, renew, email=None, initial=initial)
+        return self._user_client(key, renew, email=None, initial=initial)
 
-    def _user_scope(self, key: tuple[str, ...], renew: Any, *, email: str | None,
-                    initial: Token | None = None) -> UserClient:
+    def _user_client(self, key: tuple[str, ...], renew: Renew, *, email: str | None,
+                     initial: Token | None = None) -> UserClient:
         tokens = self._user_tokens.get(key)
         if tokens is None:
             tokens = self._user_tokens[key] = TokenManager(renew, token=initial)
-        return UserClient(self._core, tokens, email=email,
-                          forget=lambda: self._user_tokens.pop(key, None))
+
+        def forget() -> None:
+            self._user_tokens.pop(key, None)
+
+        return UserClient(self._context, tokens, email=email, forget=forget)
 
     def bulk_transactions(self, users: Iterable[BulkUser] | AsyncIterable[BulkUser],
                           **options: Any) -> BulkRun:
-        """Every transaction of many users; see `oxlin_async.bulk.BulkRun` for options."""
+        """Every transaction of many users; see `oxlin_async.bulk.BulkRun` for options.
+
+        Iterate it inside ``async with`` so that leaving the block early stops every
+        request at once: ``async with client.bulk_transactions(users) as run:``.
+        """
         from .bulk import BulkRun
 
         return BulkRun(self, users, **options)
 
     # ----------------------------------------------------------------------- lifecycle
     async def close(self) -> None:
-        """Cancel token renewals in flight and close the session (if we created it)."""
+        """Cancel token renewals in flight and close the aiohttp session (if we created it)."""
         for manager in [self._tokens, *self._user_tokens.values()]:
             await manager.aclose()
-        await self._core.session.close()
+        await self._context.transport.close()
 
     async def __aenter__(self) -> OxlinClient:
         return self

@@ -1,4 +1,5 @@
-"""Writers for the export command: JSON Lines, CSV, SQLite.
+"""Writers for the export command: JSON Lines, CSV, SQLite, each writing the row of
+`oxlin_async._rows`.
 
 JSON Lines and CSV go to ``<out>.part`` and are renamed to ``<out>`` only when the run
 ends, so a partial file never looks complete; `commit()` flushes and returns the offset a
@@ -17,24 +18,23 @@ import io
 import json
 import os
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ._rows import ACCOUNT_KEY, COLUMNS, ROW, Column, Kind, encoder
 from .models import Account, Transaction
+
+if TYPE_CHECKING:
+    from .bulk import UserReport
 
 try:
     import orjson
 except ImportError:  # pragma: no cover - exercised only without the "speed" extra
     orjson = None  # type: ignore[assignment]
 
-COLUMNS = ("user", "account_id", "id", "date", "day", "amount", "currency", "label", "type",
-           "origin", "status", "category_id", "import_date", "value_date", "booking_date",
-           "notes")
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+def _iso(value: dt.datetime | dt.date) -> str:
+    return value.isoformat()
 
 
 def _number(value: Decimal) -> int | float | str:
@@ -44,36 +44,38 @@ def _number(value: Decimal) -> int | float | str:
     return float(value) if len(value.as_tuple().digits) <= 15 else str(value)
 
 
-def row(user: str, tx: Transaction) -> dict[str, Any]:
-    return {
-        "user": user, "account_id": tx.account_id, "id": tx.id, "date": _iso(tx.date),
-        "day": tx.day.isoformat(), "amount": tx.amount, "currency": tx.currency,
-        "label": tx.label, "type": str(tx.type), "origin": str(tx.origin),
-        "status": str(tx.status), "category_id": tx.category_id,
-        "import_date": _iso(tx.import_date), "value_date": _iso(tx.value_date),
-        "booking_date": _iso(tx.booking_date), "notes": tx.notes,
-    }
+#: how each format spells the kinds of `ROW` values (a kind left out is written as is)
+_TEXT: dict[Kind, Callable[[Any], Any]] = {
+    Kind.ENUM: str, Kind.DECIMAL: str, Kind.INSTANT: _iso, Kind.DAY: _iso}
+_JSON: dict[Kind, Callable[[Any], Any]] = {**_TEXT, Kind.DECIMAL: _number}
+# orjson writes aware datetimes, dates and str enums as `_JSON` spells them.
+_ORJSON: dict[Kind, Callable[[Any], Any]] = {Kind.DECIMAL: _number}
 
 
-class Writer:
-    """The interface: write pages, commit at account boundaries, finish at the end."""
+class Writer(Protocol):
+    """Where an export goes: pages as they arrive, a commit at each account boundary
+    (what it returns is recorded in the checkpoint), the users' results, then the end."""
 
     path: str
 
-    def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
-        raise NotImplementedError
+    def write(self, user: str, account: Account, transactions: list[Transaction]) -> None: ...
 
-    def commit(self) -> dict[str, Any]:
-        raise NotImplementedError
+    def commit(self) -> dict[str, Any]: ...
+
+    def record_users(self, results: Iterable[UserReport]) -> None:
+        """Each user's outcome, at the end of the run (formats without a place for them
+        leave them to the report file)."""
 
     def finish(self) -> None:
-        raise NotImplementedError
+        """The run is over: make the output complete (and close it)."""
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the output, complete or not (after `finish`, does nothing)."""
 
 
-class _FileWriter(Writer):
+class _FileWriter:
+    """Shared by the writers of one text file, appended to and renamed at the end."""
+
     def __init__(self, path: str, *, resume_offset: int | None,
                  finished: Collection[tuple[str, str]] | None = None) -> None:
         self.path = path
@@ -112,6 +114,9 @@ class _FileWriter(Writer):
                 finished: Collection[tuple[str, str]]) -> None:
         raise NotImplementedError
 
+    def record_users(self, results: Iterable[UserReport]) -> None:
+        pass  # no place for them in the file: the report has them
+
     def commit(self) -> dict[str, Any]:
         self._out.flush()
         return {"offset": self._raw.tell()}
@@ -147,7 +152,7 @@ class JsonLinesWriter(_FileWriter):
         for line in src:
             try:
                 record = json.loads(line)
-                key = (record["user"], record["account_id"])
+                key = tuple(record[name] for name in ACCOUNT_KEY)
             except (ValueError, TypeError, KeyError):
                 continue  # a torn line
             if key in finished:
@@ -155,23 +160,15 @@ class JsonLinesWriter(_FileWriter):
 
     def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
         if orjson is not None:
-            # orjson writes aware datetimes, dates and str enums as `row` spells them,
-            # and several times faster: this loop is most of an export's own CPU.
-            lines = [orjson.dumps({
-                "user": user, "account_id": tx.account_id, "id": tx.id, "date": tx.date,
-                "day": tx.day, "amount": _number(tx.amount), "currency": tx.currency,
-                "label": tx.label, "type": tx.type, "origin": tx.origin,
-                "status": tx.status, "category_id": tx.category_id,
-                "import_date": tx.import_date, "value_date": tx.value_date,
-                "booking_date": tx.booking_date, "notes": tx.notes,
-            }, option=orjson.OPT_APPEND_NEWLINE) for tx in transactions]
+            # Several times faster than json.dumps: this loop is most of an export's CPU.
+            dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+            lines = [dumps(dict(zip(COLUMNS, values, strict=True)), option=option)
+                     for values in _orjson_rows(user, account, transactions)]
             self._out.write(b"".join(lines).decode())
             return
-        dumps = json.dumps
-        for tx in transactions:
-            record = row(user, tx)
-            record["amount"] = _number(tx.amount)
-            self._out.write(dumps(record, ensure_ascii=False) + "\n")
+        for values in _json_rows(user, account, transactions):
+            record = dict(zip(COLUMNS, values, strict=True))
+            self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 class CsvWriter(_FileWriter):
@@ -182,46 +179,73 @@ class CsvWriter(_FileWriter):
 
     def _writer(self) -> Any:
         if self._csv is None:
-            self._csv = csv.DictWriter(self._out, fieldnames=COLUMNS, lineterminator="\n")
+            self._csv = csv.writer(self._out, lineterminator="\n")
         return self._csv
 
     def _header(self) -> None:
-        self._writer().writeheader()
+        self._writer().writerow(COLUMNS)
 
     def _filter(self, src: io.TextIOWrapper, dst: io.TextIOWrapper,
                 finished: Collection[tuple[str, str]]) -> None:
         rows = csv.reader(src)
         out = csv.writer(dst, lineterminator="\n")
         header = next(rows, None)
+        key = [COLUMNS.index(name) for name in ACCOUNT_KEY]
         if header == list(COLUMNS):
             out.writerow(header)
             for fields in rows:
-                if len(fields) == len(COLUMNS) and (fields[0], fields[1]) in finished:
+                if len(fields) == len(COLUMNS) and tuple(fields[i] for i in key) in finished:
                     out.writerow(fields)
 
     def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
-        writer = self._writer()
-        for tx in transactions:
-            writer.writerow(row(user, tx))
+        self._writer().writerows(_text_rows(user, account, transactions))
 
 
-_SCHEMA = """
+_orjson_rows, _json_rows, _text_rows = encoder(_ORJSON), encoder(_JSON), encoder(_TEXT)
+
+
+# The row's columns in SQLite: the keys first, with their constraints; the user's
+# column keeps the name it has in databases written by earlier versions.
+_SQL_NAMES = {"user": "user_key"}
+_SQL_KEYS = ("id", "account_id", "user")
+_SQL_CONSTRAINTS = {"id": "PRIMARY KEY", "account_id": "NOT NULL REFERENCES accounts(id)",
+                    "user": "NOT NULL", "amount": "NOT NULL"}
+_SQL_TYPES = dict.fromkeys(Kind, "TEXT")  # amounts as exact decimal text
+
+
+def _keys_first(item: tuple[int, Column]) -> int:
+    name = item[1].name
+    return _SQL_KEYS.index(name) if name in _SQL_KEYS else len(_SQL_KEYS)
+
+
+#: (position in ROW, name in SQLite) of the table's columns, in the table's order
+_SQL_LAYOUT = [(i, _SQL_NAMES.get(c.name, c.name))
+               for i, c in sorted(enumerate(ROW), key=_keys_first)]
+_SQL_DEFINITIONS = ", ".join(
+    " ".join(filter(None, (name, _SQL_TYPES[ROW[i].kind], _SQL_CONSTRAINTS.get(ROW[i].name))))
+    for i, name in _SQL_LAYOUT)
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
     key TEXT PRIMARY KEY, user_id TEXT, status TEXT, error TEXT, updated_at TEXT);
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY, user_key TEXT NOT NULL REFERENCES users(key), connection_id TEXT,
     name TEXT, type TEXT, status TEXT, currency TEXT, balance TEXT, balance_date TEXT);
-CREATE TABLE IF NOT EXISTS transactions (
-    id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id),
-    user_key TEXT NOT NULL, date TEXT, day TEXT, amount TEXT NOT NULL, currency TEXT,
-    label TEXT, type TEXT, origin TEXT, status TEXT, category_id TEXT, import_date TEXT,
-    value_date TEXT, booking_date TEXT, notes TEXT);
+CREATE TABLE IF NOT EXISTS transactions ({_SQL_DEFINITIONS});
 CREATE TABLE IF NOT EXISTS export_runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, finished_at TEXT, status TEXT);
 """
 
+# A re-run updates every column but the keys.
+_UPSERT = (
+    f"INSERT INTO transactions ({', '.join(name for _, name in _SQL_LAYOUT)}) "
+    f"VALUES ({', '.join('?' * len(ROW))}) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{name}=excluded.{name}" for i, name in _SQL_LAYOUT
+                if ROW[i].name not in _SQL_KEYS))
+_sql_rows = encoder(_TEXT)
 
-class SqliteWriter(Writer):
+
+class SqliteWriter:
     """Amounts are stored as exact decimal text; re-runs upsert by primary key."""
 
     def __init__(self, path: str) -> None:
@@ -251,23 +275,16 @@ class SqliteWriter(Writer):
             (account.id, user, account.connection_id, account.name, str(account.type),
              str(account.status), account.currency, str(account.balance),
              _iso(account.balance_date)))
-        db.executemany(
-            "INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(id) DO UPDATE SET amount=excluded.amount, label=excluded.label, "
-            "status=excluded.status, category_id=excluded.category_id, "
-            "import_date=excluded.import_date, notes=excluded.notes",
-            [(r["id"], r["account_id"], user, r["date"], r["day"], str(r["amount"]),
-              r["currency"], r["label"], r["type"], r["origin"], r["status"], r["category_id"],
-              r["import_date"], r["value_date"], r["booking_date"], r["notes"])
-             for r in (row(user, tx) for tx in transactions)])
+        db.executemany(_UPSERT, [[values[i] for i, _ in _SQL_LAYOUT]
+                                 for values in _sql_rows(user, account, transactions)])
 
-    def user_status(self, user: str, user_id: str | None, status: str,
-                    error: str | None) -> None:
-        self._db.execute(
+    def record_users(self, results: Iterable[UserReport]) -> None:
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        self._db.executemany(
             "INSERT INTO users VALUES (?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
             "user_id=excluded.user_id, status=excluded.status, error=excluded.error, "
             "updated_at=excluded.updated_at",
-            (user, user_id, status, error, dt.datetime.now(dt.timezone.utc).isoformat()))
+            [(u.user, u.user_id, u.status, u.error, now) for u in results])
 
     def commit(self) -> dict[str, Any]:
         self._db.commit()
@@ -283,14 +300,39 @@ class SqliteWriter(Writer):
         self._db.close()
 
 
+def _files(cls: type[JsonLinesWriter | CsvWriter]) -> Opener:
+    def open_file(path: str, resume_offset: int | None,
+                  finished: Collection[tuple[str, str]] | None) -> Writer:
+        return cls(path, resume_offset=resume_offset, finished=finished)
+    return open_file
+
+
+def _sqlite(path: str, resume_offset: int | None,
+            finished: Collection[tuple[str, str]] | None) -> Writer:
+    return SqliteWriter(path)  # upserts: a resume needs neither offset nor accounts
+
+
+#: open a writer: (path, resume offset, finished accounts) -> Writer
+Opener = Callable[[str, "int | None", "Collection[tuple[str, str]] | None"], Writer]
+
+#: the formats, by the name ``--format`` takes
+FORMATS: dict[str, Opener] = {
+    "jsonl": _files(JsonLinesWriter), "csv": _files(CsvWriter), "sqlite": _sqlite}
+#: the format an output's extension implies (JSON Lines otherwise)
+EXTENSIONS = {".jsonl": "jsonl", ".csv": "csv", ".sqlite": "sqlite", ".db": "sqlite",
+              ".sqlite3": "sqlite"}
+
+
+def format_of(path: str) -> str:
+    return EXTENSIONS.get(os.path.splitext(path)[1].lower(), "jsonl")
+
+
 def open_writer(fmt: str, path: str, *, resume_offset: int | None,
                 finished: Collection[tuple[str, str]] | None = None) -> Writer:
     """`finished`: on resume, the (user, account id) pairs whose rows the partial file
     keeps; the others are fetched again."""
-    if fmt == "jsonl":
-        return JsonLinesWriter(path, resume_offset=resume_offset, finished=finished)
-    if fmt == "csv":
-        return CsvWriter(path, resume_offset=resume_offset, finished=finished)
-    if fmt == "sqlite":
-        return SqliteWriter(path)
-    raise ValueError(f"unknown format {fmt!r}")
+    try:
+        opener = FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown format {fmt!r}") from None
+    return opener(path, resume_offset, finished)

@@ -1,18 +1,23 @@
 """Bulk fetching: every transaction of many users, concurrently, with nothing lost.
 
-    run = client.bulk_transactions(users, start_date=datetime.date(2025, 1, 1))
-    async for batch in run:                 # one page of one account, as it arrives
-        save(batch.user, batch.account, batch.transactions)
+    async with client.bulk_transactions(users, start_date=datetime.date(2025, 1, 1)) as run:
+        async for batch in run:             # one page of one account, as it arrives
+            save(batch.user, batch.account, batch.transactions)
     print(run.result.failed)
+
+Leaving the ``async with`` block (a ``break``, an exception) cancels every request of
+the run at once; without it, call ``await run.aclose()`` yourself.
 
 How it works: `concurrency` user workers share a semaphore of `concurrency` requests in
 flight, each user a semaphore of `per_user_concurrency`; a worker signs the user in,
 lists the accounts and walks every account's transactions at once. Pages go through a
 bounded queue, so a slow consumer slows the fetching and memory stays bounded however
-many users there are. A user that fails is reported with the reason, and the others go
-on. With a `Checkpoint`, an account is recorded as done once the consumer has taken all
-its pages (that is, asked for the next item), so a re-run skips it: the two runs
-together deliver every transaction exactly once.
+many users there are. Each user's requests go through
+``user_client.with_options(limits=..., stats=...)``: they hold that user's and the job's
+semaphores and count into the user's `RequestStats`. A user that fails is reported with
+the reason, and the others go on. With a `Checkpoint`, an account is recorded as done
+once the consumer has taken all its pages (that is, asked for the next item), so a
+re-run skips it: the two runs together deliver every transaction exactly once.
 """
 
 from __future__ import annotations
@@ -22,15 +27,25 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+import weakref
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import attrs
 
-from ._session import RequestStats, current_limits, current_stats
+from ._filters import TransactionFilter
+from ._options import RequestStats
 from .errors import ArgumentError, OxlinError, PermissionDeniedError
 from .models import Account, Transaction
-from .resources.transactions import transaction_params
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -58,7 +73,8 @@ class BulkUser:
                    key: str) -> BulkUser:
         return cls(key=key, access_token=access_token, refresh_token=refresh_token)
 
-    def scope(self, client: OxlinClient) -> UserClient:
+    def user_client(self, client: OxlinClient) -> UserClient:
+        """This user's view of `client` (no I/O)."""
         if self.email is not None and self.password is not None:
             return client.as_user(self.email, self.password)
         if self.access_token is not None:
@@ -75,13 +91,16 @@ class Batch:
     transactions: list[Transaction]
 
 
+#: pending, done, failed, or skipped (already done in the checkpoint)
+UserStatus = Literal["pending", "done", "failed", "skipped"]
+
+
 @attrs.define
 class UserReport:
-    """How one user went. `status`: pending, done, failed, or skipped (already done in
-    the checkpoint)."""
+    """How one user went; see `UserStatus`."""
 
     user: str
-    status: str = "pending"
+    status: UserStatus = "pending"
     user_id: str | None = None
     accounts: int = 0
     accounts_skipped: int = 0
@@ -137,7 +156,7 @@ class Checkpoint:
         self.users: set[str] = set()
         self.accounts: set[tuple[str, str]] = set()
         self.last_extra: dict[str, Any] = {}
-        self._file: Any = None
+        self._file: TextIO | None = None
         try:
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
@@ -194,7 +213,8 @@ class _UserDone:
     report: UserReport
 
 
-_END = object()
+#: What the producers put in the queue; None ends the run.
+_Item = Batch | _AccountDone | _UserDone | None
 
 
 async def _all_or_nothing(jobs: list[Coroutine[Any, Any, None]]) -> None:
@@ -209,11 +229,16 @@ async def _all_or_nothing(jobs: list[Coroutine[Any, Any, None]]) -> None:
 
 
 class BulkRun:
-    """An async iterator of `Batch`; `result` once it is exhausted. See the module doc."""
+    """An async iterator of `Batch`; `result` once it is exhausted. See the module doc.
+
+    Which transactions: a `TransactionFilter` as `filter`, or its fields as keywords
+    (``since=``, ``start_date=``, ``statuses=``...); the fetcher chooses `account_id`
+    and the order itself.
+    """
 
     def __init__(self, client: OxlinClient, users: Iterable[BulkUser] | AsyncIterable[BulkUser],
                  *, concurrency: int = 32, per_user_concurrency: int = 4, buffer: int = 64,
-                 since: dt.datetime | int | None = None,
+                 filter: TransactionFilter | None = None,
                  checkpoint: Checkpoint | str | os.PathLike[str] | None = None,
                  checkpoint_extra: Callable[[], Mapping[str, Any]] | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
@@ -222,17 +247,18 @@ class BulkRun:
                             ("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
             if not isinstance(value, int) or value < 1:
                 raise ArgumentError(name, f"must be an int >= 1, got {value!r}")
-        if "account_id" in filters or "sort" in filters:
-            raise ArgumentError("filters", "account_id and sort are chosen by the bulk fetcher")
-        if since is not None:
-            filters["start_import_date"] = since
-        transaction_params(**filters)  # validate every filter before any request
+        if "sort" in filters:
+            raise ArgumentError("sort", "is chosen by the bulk fetcher")
+        #: what is fetched of each account: `filter` and the `TransactionFilter` keywords
+        #: (``since=...``, ``statuses=...``), checked here, before any request
+        self.filter = TransactionFilter.of(filter, **filters)
+        if self.filter.account_id is not None:
+            raise ArgumentError("account_id", "is chosen by the bulk fetcher")
         self._client = client
         self._users = users
-        self._filters = filters
         self.concurrency = concurrency
         self.per_user_concurrency = per_user_concurrency
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=buffer)
         self.checkpoint = (checkpoint if isinstance(checkpoint, Checkpoint) or checkpoint is None
                            else Checkpoint(checkpoint))
         self._checkpoint_extra = checkpoint_extra
@@ -248,20 +274,31 @@ class BulkRun:
         self._started = 0.0
         self._last_progress = 0.0
         self._supervisor: asyncio.Task[None] | None = None
-        self._pending_ack: _AccountDone | None = None
+        # Weak: the generator holds the run, and a strong reference back would make a
+        # cycle that keeps an abandoned run's requests going until the cyclic collector.
+        self._iterator: weakref.ref[AsyncGenerator[Batch, None]] | None = None
         self.result: BulkResult | None = None
 
     # ------------------------------------------------------------------ consumer side
     def __aiter__(self) -> AsyncIterator[Batch]:
-        return self._iterate()
+        iterator = self._iterate()
+        self._iterator = weakref.ref(iterator)
+        return iterator
 
-    async def _iterate(self) -> AsyncIterator[Batch]:
+    async def __aenter__(self) -> BulkRun:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def _iterate(self) -> AsyncGenerator[Batch, None]:
         self._started = time.monotonic()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         try:
             while True:
                 item = await self._queue.get()
-                if item is _END:
+                if item is None:
                     break
                 if isinstance(item, Batch):
                     yield item  # the consumer handles it before asking for more
@@ -277,11 +314,19 @@ class BulkRun:
                     self._progress(force=True)
             await self._supervisor  # re-raises what went wrong outside any one user
         finally:
-            await self.aclose()
+            await self._stop()
         self.result = BulkResult(self._reports, time.monotonic() - self._started)
         self._progress(force=True)
 
     async def aclose(self) -> None:
+        """Stop the run now: cancel every request in flight and end the iteration."""
+        ref, self._iterator = self._iterator, None
+        await self._stop()
+        iterator = ref() if ref is not None else None
+        if iterator is not None:
+            await iterator.aclose()
+
+    async def _stop(self) -> None:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None and not supervisor.done():
             supervisor.cancel()
@@ -317,7 +362,7 @@ class BulkRun:
             self._on_progress(self.progress())
 
     # ------------------------------------------------------------------ producer side
-    async def _user_source(self) -> AsyncIterator[BulkUser]:
+    async def _user_source(self) -> AsyncGenerator[BulkUser, None]:
         if isinstance(self._users, AsyncIterable):
             async for user in self._users:
                 yield user
@@ -340,22 +385,16 @@ class BulkRun:
 
         try:
             try:
-                workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
-                try:
-                    await asyncio.gather(*workers)
-                finally:
-                    for w in workers:
-                        w.cancel()
-                    await asyncio.gather(*workers, return_exceptions=True)
+                await _all_or_nothing([worker() for _ in range(self.concurrency)])
             finally:
-                await source.aclose()  # type: ignore[attr-defined]
+                await source.aclose()
         except Exception:
             # Not one user's failure (the users source or a callback raised, say): end the
             # consumer's loop so that `await self._supervisor` raises it there, rather
             # than leave the consumer waiting for an end that never comes.
-            await self._queue.put(_END)
+            await self._queue.put(None)
             raise
-        await self._queue.put(_END)
+        await self._queue.put(None)
 
     async def _fetch_user(self, user: BulkUser, everyone: asyncio.Semaphore) -> None:
         report = UserReport(user.key)
@@ -366,13 +405,12 @@ class BulkRun:
             return
         stats = RequestStats()
         self._active[id(report)] = (report, stats)
-        # Requests made from here on (and by tasks started here) count into `stats` and
-        # hold a slot of the job's and of this user's limits.
-        current_stats.set(stats)
-        current_limits.set((asyncio.Semaphore(self.per_user_concurrency), everyone))
         try:
             # A malformed e-mail or password is this user's failure, not the run's.
-            scope = user.scope(self._client)
+            # Every request of this view, token requests included, counts into `stats`
+            # and holds a slot of this user's and of the job's limits.
+            user_client = user.user_client(self._client).with_options(
+                limits=(asyncio.Semaphore(self.per_user_concurrency), everyone), stats=stats)
         except OxlinError as error:
             report.status, report.error = "failed", str(error)
             report.error_type = type(error).__name__
@@ -381,39 +419,39 @@ class BulkRun:
         accounts: list[Account] = []
 
         async def list_accounts() -> None:
-            accounts.extend(await scope.accounts.list().collect())
+            accounts.extend(await user_client.accounts.list().collect())
 
         async def learn_id() -> None:
             # The report names the user by id too; a token without the `profile` scope
             # cannot read it, which is no reason to fail the user.
-            if scope.user_id is None:
+            if user_client.user_id is None:
                 with contextlib.suppress(PermissionDeniedError):
-                    await scope.users.me()
+                    await user_client.users.me()
 
         try:
             await _all_or_nothing([list_accounts(), learn_id()])
-            report.user_id = scope.user_id
+            report.user_id = user_client.user_id
             todo = [a for a in accounts if self.checkpoint is None
                     or (user.key, a.id) not in self.checkpoint.accounts]
             report.accounts = len(accounts)
             report.accounts_skipped = len(accounts) - len(todo)
-            await _all_or_nothing([self._fetch_account(scope, report, a) for a in todo])
+            await _all_or_nothing([self._fetch_account(user_client, report, a) for a in todo])
             report.status = "done"
         except OxlinError as error:
             report.status = "failed"
             report.error = str(error)
             report.error_type = type(error).__name__
         finally:
-            scope.forget()  # memory stays bounded however many users pass through
+            user_client.forget()  # memory stays bounded however many users pass through
             # A token request still in flight (shielded for its other waiters) has none
             # left once the walk is cancelled or failed: do not leave it running.
-            await scope.tokens.aclose()
+            await user_client.tokens.aclose()
         await self._queue.put(_UserDone(report))
 
-    async def _fetch_account(self, scope: UserClient, report: UserReport,
+    async def _fetch_account(self, user_client: UserClient, report: UserReport,
                              account: Account) -> None:
-        walk = scope.transactions.list(account_id=account.id, **self._filters,
-                                       prefetch=self.per_user_concurrency)
+        walk = user_client.transactions.list(filter=self.filter, account_id=account.id,
+                                             prefetch=self.per_user_concurrency)
         async for page in walk.pages():
             report.pages += 1
             report.transactions += len(page)

@@ -12,22 +12,25 @@ import asyncio
 import contextlib
 import csv
 import datetime as dt
+import enum
 import json
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import attrs
 
 from . import __version__
 from ._client import OxlinClient
-from ._export import SqliteWriter, Writer, open_writer
-from ._session import RetryPolicy
+from ._export import FORMATS, Writer, format_of, open_writer
+from ._filters import TransactionFilter
+from ._retry import RetryPolicy
 from .bulk import BulkResult, BulkUser, Checkpoint, Progress
 from .environments import Environment
-from .errors import OxlinError
-from .models import AccountType, TransactionStatus
+from .errors import ArgumentError, OxlinError
+from .models import AccountType, TransactionOrigin, TransactionStatus
 
 
 class InputError(Exception):
@@ -35,6 +38,23 @@ class InputError(Exception):
 
 
 # ------------------------------------------------------------------------------- inputs
+def _user_of(where: str, number: int, fields: list[str]) -> BulkUser | None:
+    """One line of the users file: a user, or None for a comment, a blank or a header."""
+    if not fields or not any(fields) or fields[0].startswith("#"):
+        return None
+    if number == 1 and fields[0].lower() in ("email", "access_token"):
+        return None
+    if len(fields) > 2 or not fields[0] or (len(fields) == 2 and not fields[1]):
+        raise InputError(f"{where}: expected 'email,password' or "
+                         "'access_token[,refresh_token]'")
+    if "@" in fields[0]:
+        if len(fields) != 2:
+            raise InputError(f"{where}: the e-mail {fields[0]} has no password")
+        return BulkUser.with_password(fields[0], fields[1])
+    return BulkUser.with_token(fields[0], fields[1] if len(fields) == 2 else None,
+                               key=f"token#{number}")
+
+
 def read_users(path: str) -> list[BulkUser]:
     """``email,password`` per line, or ``access_token[,refresh_token]``; ``#`` comments and
     blank lines are skipped, and a header line naming the columns is allowed."""
@@ -48,21 +68,9 @@ def read_users(path: str) -> list[BulkUser]:
     users: list[BulkUser] = []
     seen: set[str] = set()
     for number, fields in enumerate(lines, 1):
-        fields = [f.strip() for f in fields]
-        if not fields or not any(fields) or fields[0].startswith("#"):
+        user = _user_of(f"{path}:{number}", number, [f.strip() for f in fields])
+        if user is None:
             continue
-        if number == 1 and fields[0].lower() in ("email", "access_token"):
-            continue
-        if len(fields) > 2 or not fields[0] or (len(fields) == 2 and not fields[1]):
-            raise InputError(f"{path}:{number}: expected 'email,password' or "
-                             "'access_token[,refresh_token]'")
-        if "@" in fields[0]:
-            if len(fields) != 2:
-                raise InputError(f"{path}:{number}: the e-mail {fields[0]} has no password")
-            user = BulkUser.with_password(fields[0], fields[1])
-        else:
-            user = BulkUser.with_token(fields[0], fields[1] if len(fields) == 2 else None,
-                                       key=f"token#{number}")
         if user.key.casefold() in seen:
             raise InputError(f"{path}:{number}: {user.key} is listed twice")
         seen.add(user.key.casefold())
@@ -93,14 +101,8 @@ def _since(text: str) -> dt.date | dt.datetime:
     return value
 
 
-def _amount(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"not an amount: {text!r}") from None
-    if not value.is_finite():
-        raise argparse.ArgumentTypeError(f"not an amount: {text!r}")
-    return value
+def _names(text: str) -> list[str]:
+    return [s.strip().upper() for s in text.split(",") if s.strip()]
 
 
 def _positive(text: str) -> int:
@@ -120,21 +122,50 @@ def _count(text: str) -> int:
     return value
 
 
-def _statuses(text: str) -> list[str]:
-    items = [s.strip().upper() for s in text.split(",") if s.strip()]
-    bad = [s for s in items if s not in TransactionStatus._value2member_map_]
-    if bad or not items:
-        allowed = ",".join(TransactionStatus._value2member_map_)
-        raise argparse.ArgumentTypeError(f"unknown status {','.join(bad) or text!r}; "
-                                         f"use {allowed}")
-    return items
+@attrs.frozen
+class _FilterOption:
+    """A `TransactionFilter` field as an option: ``--`` and its name with dashes."""
+
+    name: str
+    parse: Callable[[str], Any]  # text -> the value the filter takes
+    invalid: str  # the message when the filter refuses it; ``{text!r}`` is the option's text
+    metavar: str
+    help: str | None = None
+    aliases: tuple[str, ...] = ()  # earlier spellings, still accepted
+
+    def type(self, text: str) -> Any:
+        value = self.parse(text)
+        try:
+            TransactionFilter(**{self.name: value})  # the SDK's own check of this filter
+        except ArgumentError:
+            raise argparse.ArgumentTypeError(self.invalid.format(text=text)) from None
+        return value
 
 
-def _account_type(text: str) -> str:
-    if text.upper() not in AccountType._value2member_map_:
-        raise argparse.ArgumentTypeError(
-            f"unknown account type {text!r}; use {', '.join(AccountType._value2member_map_)}")
-    return text.upper()
+def _one_of(what: str, kind: type[enum.Enum]) -> str:
+    return f"unknown {what} {{text!r}}; use {','.join(str(m.value) for m in kind)}"
+
+
+_AMOUNT = "not an amount: {text!r}"
+FILTER_OPTIONS = (
+    _FilterOption("since", _since, "not a date or an ISO datetime: {text!r}", "DATE|DATETIME",
+                  "only transactions imported since then (incremental runs)"),
+    _FilterOption("start_date", _date, "not a date: {text!r}", "YYYY-MM-DD",
+                  "transactions dated that day (Europe/Paris) or later"),
+    _FilterOption("end_date", _date, "not a date: {text!r}", "YYYY-MM-DD",
+                  "transactions dated that day (Europe/Paris) or earlier"),
+    _FilterOption("min_amount", str, _AMOUNT, "AMOUNT", "amounts are signed: debits < 0"),
+    _FilterOption("max_amount", str, _AMOUNT, "AMOUNT"),
+    _FilterOption("amount", str, _AMOUNT, "AMOUNT", "exactly this amount"),
+    _FilterOption("statuses", _names, _one_of("status", TransactionStatus), "S[,S...]",
+                  "keep only these statuses (e.g. BOOKED,PENDING)", ("--status",)),
+    _FilterOption("excluded_statuses", _names, _one_of("status", TransactionStatus),
+                  "S[,S...]", "drop these statuses", ("--exclude-status",)),
+    _FilterOption("account_type", str.upper, _one_of("account type", AccountType), "TYPE"),
+    _FilterOption("origin", str.upper, _one_of("origin", TransactionOrigin), "ORIGIN"),
+    _FilterOption("category_id", str, "not a category id: {text!r}", "ID",
+                  aliases=("--category",)),
+)
 
 
 # ------------------------------------------------------------------------------- parser
@@ -144,40 +175,48 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .testing._cli import add_sandbox_arguments
+    from .testing._cli import DESCRIPTION, add_serve_arguments
+    from .testing._cli import run as serve
 
     parser = _Parser(prog="oxlin-async", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"oxlin-async {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    export = commands.add_parser(
+    _add_export(commands.add_parser(
         "export", help="export many users' transactions",
         description="Export every transaction of many users. Client credentials come from "
                     "OXLIN_CLIENT_ID and OXLIN_CLIENT_SECRET; without them (or with "
-                    "--sandbox) an embedded emulator serves a seeded population.")
+                    "--sandbox) an embedded emulator serves a seeded population."))
+    sandbox = commands.add_parser("sandbox", description=DESCRIPTION,
+                                  help="run the emulator (python -m oxlin_async.testing)")
+    add_serve_arguments(sandbox)
+    sandbox.set_defaults(handler=serve)
+    return parser
+
+
+def _add_export(export: argparse.ArgumentParser) -> None:
     export.add_argument("--users", metavar="FILE",
                         help="CSV: email,password per line, or access_token[,refresh_token] "
                              "(default with --sandbox: every seeded user)")
     export.add_argument("--out", required=True, metavar="FILE", help="the output file")
-    export.add_argument("--format", choices=("jsonl", "csv", "sqlite"),
+    export.add_argument("--format", choices=tuple(FORMATS),
                         help="default: from the extension of --out, else jsonl")
     hosts = export.add_argument_group("hosts")
     hosts.add_argument("--env", choices=("sandbox", "production"), default="sandbox")
     hosts.add_argument("--auth-url")
     hosts.add_argument("--api-url")
     hosts.add_argument("--embed-url")
-    filters = export.add_argument_group("filters")
-    filters.add_argument("--since", type=_since, metavar="DATE|DATETIME",
-                         help="only transactions imported since then (incremental runs)")
-    filters.add_argument("--start-date", type=_date, metavar="YYYY-MM-DD")
-    filters.add_argument("--end-date", type=_date, metavar="YYYY-MM-DD")
-    filters.add_argument("--min-amount", type=_amount)
-    filters.add_argument("--max-amount", type=_amount)
-    filters.add_argument("--status", type=_statuses, metavar="S[,S...]",
-                         help="keep only these statuses (e.g. BOOKED,PENDING)")
-    filters.add_argument("--exclude-status", type=_statuses, metavar="S[,S...]")
-    filters.add_argument("--account-type", type=_account_type)
-    filters.add_argument("--category", metavar="ID")
+    filters = export.add_argument_group("filters (those of oxlin_async.TransactionFilter)")
+    for option in FILTER_OPTIONS:
+        filters.add_argument("--" + option.name.replace("_", "-"), *option.aliases,
+                             dest=option.name, type=option.type, metavar=option.metavar,
+                             help=option.help)
+    _add_run_options(export)
+    export.set_defaults(sandbox_users=20, handler=export_command)
+
+
+def _add_run_options(export: argparse.ArgumentParser) -> None:
+    from .testing._cli import add_sandbox_arguments
+
     run = export.add_argument_group("run")
     run.add_argument("--concurrency", type=_positive, default=32,
                      help="requests in flight at once (default 32)")
@@ -196,21 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     box.add_argument("--sandbox", action="store_true",
                      help="export from an embedded emulator (the default without credentials)")
     add_sandbox_arguments(box, prefix="sandbox-")
-    export.set_defaults(sandbox_users=20)
-
-    sandbox = commands.add_parser("sandbox", add_help=False,
-                                  help="run the emulator (python -m oxlin_async.testing)")
-    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
-    return parser
 
 
 # ------------------------------------------------------------------------------- export
-def _format(args: argparse.Namespace) -> str:
-    if args.format:
-        return str(args.format)
-    ext = os.path.splitext(args.out)[1].lower()
-    return {".csv": "csv", ".sqlite": "sqlite", ".db": "sqlite",
-            ".sqlite3": "sqlite"}.get(ext, "jsonl")
+@attrs.frozen
+class _Plan:
+    """An export's inputs, all checked before the first request."""
+
+    args: argparse.Namespace
+    credentials: tuple[str, str] | None  # None: the embedded sandbox
+    users: list[BulkUser] | None  # None: the sandbox's seeded users
+    filter: TransactionFilter
+    format: str
+    report: str
+    checkpoint: Checkpoint | None
 
 
 def _environment(args: argparse.Namespace) -> Environment:
@@ -226,14 +264,11 @@ def _environment(args: argparse.Namespace) -> Environment:
     return Environment.PRODUCTION if args.env == "production" else Environment.SANDBOX
 
 
-def _filters(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in {
-        "start_date": args.start_date, "end_date": args.end_date,
-        "min_amount": args.min_amount, "max_amount": args.max_amount,
-        "statuses": args.status, "excluded_statuses": args.exclude_status,
-        "account_type": args.account_type, "category_id": args.category,
-        "since": args.since,
-    }.items() if v is not None}
+def _filter(args: argparse.Namespace) -> TransactionFilter:
+    if args.start_date and args.end_date and args.start_date > args.end_date:
+        raise InputError("--start-date is after --end-date")
+    given = {o.name: getattr(args, o.name) for o in FILTER_OPTIONS}
+    return TransactionFilter(**{k: v for k, v in given.items() if v is not None})
 
 
 def _check_writable(path: str) -> None:
@@ -321,104 +356,115 @@ def _checkpoint(args: argparse.Namespace) -> Checkpoint | None:
     return Checkpoint(path)
 
 
-async def _export(args: argparse.Namespace, users: list[BulkUser] | None,
-                  client_id: str | None, client_secret: str | None,
-                  checkpoint: Checkpoint | None) -> int:
-    fmt = _format(args)
-    resume_offset = (int(checkpoint.last_extra.get("offset", 0))
-                     if checkpoint is not None and args.resume else None)
+def export_command(args: argparse.Namespace) -> int:
+    """``oxlin-async export``: check every input (exit 2 before any request), then run."""
+    client_id = os.environ.get("OXLIN_CLIENT_ID")
+    client_secret = os.environ.get("OXLIN_CLIENT_SECRET")
+    credentials = (client_id, client_secret) if client_id and client_secret else None
+    if args.sandbox or credentials is None:
+        if not args.sandbox and not args.quiet:
+            print("oxlin-async: OXLIN_CLIENT_ID/OXLIN_CLIENT_SECRET are not set: exporting "
+                  "from the embedded sandbox emulator", file=sys.stderr)
+        credentials = None
+    elif not args.users:
+        raise InputError("--users is required unless --sandbox")
+    transaction_filter = _filter(args)
+    users = read_users(args.users) if args.users else None
+    report = args.report or args.out + ".report.json"
+    _check_writable(args.out)
+    _check_writable(report)  # written at the very end
+    plan = _Plan(args, credentials, users, transaction_filter, args.format or format_of(args.out),
+                 report, _checkpoint(args))
+    return asyncio.run(_export(plan))
 
+
+async def _export(plan: _Plan) -> int:
     async with contextlib.AsyncExitStack() as stack:
-        if client_id is None or client_secret is None:
-            from .testing._cli import sandbox_from_args
+        client, users = await _open_source(plan, stack)
+        writer = _open_writer(plan, stack)
+        result = await _run(plan, client, users, writer, stack)
+    _write_report(plan.report, result)
+    return _summarise(plan, result)
 
-            try:
-                box = sandbox_from_args(args, "sandbox-")
-            except ValueError as exc:
-                raise InputError(str(exc)) from None
-            await stack.enter_async_context(box)
-            client_id, client_secret, environment = box.client_id, box.client_secret, \
-                box.environment
-            if users is None:
-                users = [BulkUser.with_password(u.email, u.password) for u in box.users]
-        else:
-            environment = _environment(args)
-        assert users is not None
-        client = await stack.enter_async_context(
-            OxlinClient(client_id, client_secret, environment=environment,
-                        max_concurrency=max(args.concurrency, 1),
-                        retry=RetryPolicy(max_retries=args.max_retries)))
+
+async def _open_source(plan: _Plan, stack: contextlib.AsyncExitStack
+                       ) -> tuple[OxlinClient, list[BulkUser]]:
+    """The client and the users: the given hosts, or an embedded sandbox started here."""
+    args, users = plan.args, plan.users
+    if plan.credentials is None:
+        from .testing._cli import sandbox_from_args
+
         try:
-            writer: Writer = open_writer(
-                fmt, args.out, resume_offset=resume_offset,
-                finished=checkpoint.accounts if checkpoint is not None and args.resume
-                else None)
-        except sqlite3.DatabaseError as exc:
-            raise InputError(f"cannot use {args.out} as an SQLite database: {exc}") from None
-        stack.callback(writer.close)
-        if checkpoint is not None:
-            stack.callback(checkpoint.close)
-        display = stack.enter_context(_Display(sys.stderr.isatty() and not args.quiet))
-        run = client.bulk_transactions(
-            users, concurrency=args.concurrency, per_user_concurrency=args.per_user_concurrency,
-            checkpoint=checkpoint, checkpoint_extra=writer.commit, on_progress=display.update,
-            **_filters(args))
-        async for batch in run:
-            writer.write(batch.user, batch.account, batch.transactions)
-        result = run.result
-        assert result is not None
-        if isinstance(writer, SqliteWriter):
-            for u in result.users:
-                writer.user_status(u.user, u.user_id, u.status, u.error)
-        writer.commit()
-        writer.finish()
-    report_path = args.report or args.out + ".report.json"
-    _write_report(report_path, result)
-    if not args.quiet:
+            box = sandbox_from_args(args, "sandbox-")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        await stack.enter_async_context(box)
+        credentials, environment = (box.client_id, box.client_secret), box.environment
+        if users is None:
+            users = [BulkUser.with_password(u.email, u.password) for u in box.users]
+    else:
+        credentials, environment = plan.credentials, _environment(args)
+    assert users is not None  # read_users ran unless the sandbox serves
+    client = await stack.enter_async_context(OxlinClient(
+        *credentials, environment=environment, max_concurrency=args.concurrency,
+        retry=RetryPolicy(max_retries=args.max_retries)))
+    return client, users
+
+
+def _open_writer(plan: _Plan, stack: contextlib.AsyncExitStack) -> Writer:
+    """The writer, closed on the way out; on resume it continues the partial output."""
+    resume = plan.checkpoint is not None and plan.args.resume
+    try:
+        writer = open_writer(
+            plan.format, plan.args.out,
+            resume_offset=int(plan.checkpoint.last_extra.get("offset", 0))
+            if plan.checkpoint is not None and resume else None,
+            finished=plan.checkpoint.accounts if plan.checkpoint is not None and resume
+            else None)
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"cannot use {plan.args.out} as an SQLite database: {exc}") from None
+    stack.callback(writer.close)
+    return writer
+
+
+async def _run(plan: _Plan, client: OxlinClient, users: list[BulkUser], writer: Writer,
+               stack: contextlib.AsyncExitStack) -> BulkResult:
+    """Fetch every page into the writer, then make its output complete."""
+    if plan.checkpoint is not None:
+        stack.callback(plan.checkpoint.close)
+    args = plan.args
+    display = stack.enter_context(_Display(sys.stderr.isatty() and not args.quiet))
+    run = client.bulk_transactions(
+        users, filter=plan.filter, concurrency=args.concurrency,
+        per_user_concurrency=args.per_user_concurrency, checkpoint=plan.checkpoint,
+        checkpoint_extra=writer.commit, on_progress=display.update)
+    async for batch in run:
+        writer.write(batch.user, batch.account, batch.transactions)
+    assert run.result is not None  # set once the iteration is over
+    writer.record_users(run.result.users)
+    writer.commit()
+    writer.finish()
+    return run.result
+
+
+def _summarise(plan: _Plan, result: BulkResult) -> int:
+    """One line (and one per failed user) on stderr; the exit status."""
+    if not plan.args.quiet:
         print(f"exported {result.transactions:,} transactions of "
               f"{len(result.users) - len(result.failed)}/{len(result.users)} users to "
-              f"{args.out} in {result.elapsed:.1f}s", file=sys.stderr)
+              f"{plan.args.out} in {result.elapsed:.1f}s", file=sys.stderr)
         for failed in result.failed:
             print(f"  failed: {failed.user}: {failed.error_type}: {failed.error}",
                   file=sys.stderr)
         if result.failed:
-            print(f"report: {report_path}", file=sys.stderr)
+            print(f"report: {plan.report}", file=sys.stderr)
     return 1 if result.failed else 0
 
 
-def export(args: argparse.Namespace) -> int:
-    client_id = os.environ.get("OXLIN_CLIENT_ID") or None
-    client_secret = os.environ.get("OXLIN_CLIENT_SECRET") or None
-    if args.sandbox or not (client_id and client_secret):
-        if not args.sandbox and not args.quiet:
-            print("oxlin-async: OXLIN_CLIENT_ID/OXLIN_CLIENT_SECRET are not set: exporting "
-                  "from the embedded sandbox emulator", file=sys.stderr)
-        client_id = client_secret = None
-    elif not args.users:
-        raise InputError("--users is required unless --sandbox")
-    if args.start_date and args.end_date and args.start_date > args.end_date:
-        raise InputError("--start-date is after --end-date")
-    users = read_users(args.users) if args.users else None
-    _check_writable(args.out)
-    _check_writable(args.report or args.out + ".report.json")  # written at the very end
-    return asyncio.run(_export(args, users, client_id, client_secret, _checkpoint(args)))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["sandbox"]:
-        # Straight to the emulator's own parser: argparse's REMAINDER would not take
-        # options that come first (``sandbox --port 0`` is "unrecognized arguments").
-        from .testing._cli import main as sandbox_main
-
-        return sandbox_main(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.command == "sandbox":  # only if something came before the command
-        from .testing._cli import main as sandbox_main
-
-        return sandbox_main(args.rest)
     try:
-        return export(args)
+        return int(args.handler(args))
     except InputError as exc:
         print(f"oxlin-async: error: {exc}", file=sys.stderr)
         return 2

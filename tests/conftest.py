@@ -1,13 +1,20 @@
-"""Shared fixtures: a running emulator and a client pointed at it (real sockets)."""
+"""Shared fixtures: a running emulator, a client pointed at it (real sockets), a plain HTTP
+driver of the emulator, and the four ways a payload is decoded."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
+from _api import Api
+from _payloads import PARSERS, Decoder
 
 import oxlin_async as ox
+from oxlin_async._convert import structure, structure_list
 from oxlin_async.testing import OxlinSandbox
 
 
@@ -36,3 +43,29 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
     leaked = [t for t in asyncio.all_tasks() - before if not t.done()
               and t is not asyncio.current_task()]
     assert not leaked, f"tasks left running: {leaked}"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def api(sandbox: OxlinSandbox, http: aiohttp.ClientSession) -> Api:
+    return Api(http, sandbox)
+
+
+@pytest.fixture(params=["orjson/one", "orjson/page", "stdlib/one", "stdlib/page"])
+def decode(request: pytest.FixtureRequest) -> Decoder:
+    """Serialise a payload, parse it with one JSON library, decode it one way."""
+    parser, way = request.param.split("/")
+
+    def run(payload: Any, cls: type[Any]) -> Any:
+        data = PARSERS[parser](json.dumps(payload).encode())
+        if way == "one":
+            return structure(data, cls)
+        (obj,) = structure_list([data], cls)
+        return obj
+
+    return run

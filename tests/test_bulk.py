@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from _truth import Truth, amount_of, assert_exact, records, truth
+from _helpers import Truth, amount_of, assert_exact, records, truth
 
 import oxlin_async as ox
 from oxlin_async.bulk import Batch, BulkResult, BulkRun, BulkUser, Checkpoint, Progress
@@ -395,6 +395,32 @@ async def test_breaking_out_without_aclose_still_cleans_up() -> None:
                 break
             await asyncio.sleep(0.01)
         assert _leftover(before) == []
+
+
+async def test_leaving_an_async_with_block_cancels_everything_at_once() -> None:
+    async with OxlinSandbox(users=4, seed=32, transactions_per_account=1100) as box, \
+            client_for(box) as client:
+        before = asyncio.all_tasks()
+        async with client.bulk_transactions(users_of(box), concurrency=2, buffer=2) as run:
+            async for batch in run:
+                assert batch.transactions
+                break
+            assert _leftover(before)  # still fetching inside the block
+        assert _leftover(before) == []  # nothing left the moment the block is left
+        assert run.result is None  # broken off: no result
+
+        # an exception leaving the block does the same
+        with pytest.raises(KeyError):
+            async with client.bulk_transactions(users_of(box), concurrency=2) as run:
+                async for _ in run:
+                    raise KeyError("consumer failed")
+        assert _leftover(before) == []
+
+        # and a run read to the end inside the block has its result
+        async with client.bulk_transactions(users_of(box)[:1]) as run:
+            got = await drain(run)
+        assert run.result is not None and run.result.ok
+        assert_exact(delivered(got), truth(box, only=[box.users[0].email]))
 
 
 # -------------------------------------------------------------------- bad arguments

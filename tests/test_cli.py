@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _truth import Truth, assert_exact, truth
+from _helpers import Truth, assert_exact, truth
 
 from oxlin_async import cli
 from oxlin_async._export import COLUMNS
@@ -419,3 +419,40 @@ def test_sandbox_command_serves(tmp_path: Path) -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_sandbox_is_an_ordinary_sub_command(capsys: pytest.CaptureFixture[str]) -> None:
+    # The emulator's own options and checks, behind ``oxlin-async sandbox``.
+    assert run(["sandbox", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: oxlin-async sandbox")
+    for option in ("--port", "--host", "--users", "--fault-rate", "--testbank"):
+        assert option in out
+    assert run(["sandbox", "--port", "0", "--fault-rate", "2"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "fault-rate" in err, err
+    assert run(["sandbox", "--users", "many"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--users" in err, err
+    assert run(["--help"]) == 0
+    assert "{export,sandbox}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("new", "old"), [
+    (["--statuses", "PENDING"], ["--status", "PENDING"]),
+    (["--excluded-statuses", "BOOKED"], ["--exclude-status", "BOOKED"]),
+])
+def test_filter_options_and_their_older_spellings(tmp_path: Path, new: list[str],
+                                                  old: list[str]) -> None:
+    box = population(3, 17, transactions=40)
+    args = ["export", "--sandbox", "--sandbox-users", "3", "--sandbox-transactions", "40",
+            "--sandbox-seed", "17", "--quiet"]
+    assert run([*args, *new, "--out", "new.jsonl"]) == 0
+    assert run([*args, *old, "--out", "old.jsonl"]) == 0
+    if new[0] == "--statuses":
+        want = truth(box, lambda t: t.status == "PENDING")
+    else:
+        want = truth(box, lambda t: t.status != "BOOKED")
+    assert 0 < len(want) < len(truth(box))
+    assert_exact(read_jsonl(tmp_path / "new.jsonl"), want)
+    assert_exact(read_jsonl(tmp_path / "old.jsonl"), want)

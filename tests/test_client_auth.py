@@ -1,4 +1,4 @@
-"""Tokens as the client handles them (README §4.5, design notes "Tokens"), over real sockets.
+"""Tokens as the client handles them (docs/oxlin-api §4.5), over real sockets.
 
 Ground truth is the emulator's: `counters.grants` counts the token grants it answered
 (per grant type), `counters.requests` every request per route, `state.refresh_tokens` the
@@ -18,29 +18,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _helpers import FAST, ME, TOKEN, WIDGET, grants, new_client, requests, truth_ids
 
 import oxlin_async as ox
-from oxlin_async._auth import Token, TokenManager
+from oxlin_async._auth import BearerAuth, Token, TokenManager
+from oxlin_async._options import RequestOptions
+from oxlin_async._transport import as_nothing
 from oxlin_async.testing import OxlinSandbox
 from oxlin_async.testing._sandbox import SandboxUser
 
-ME = "GET /api/v2.1/users/me"
-TOKEN = "POST /auth/token"
-TX = "GET /api/v2.1/transactions"
-FAST = ox.RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
-
-
 # ------------------------------------------------------------------------------- helpers
-def grants(sandbox: OxlinSandbox) -> int:
-    return sum(sandbox.state.counters.grants.values())
-
-
-def requests(sandbox: OxlinSandbox, route: str) -> int:
-    return sandbox.state.counters.requests[route]
-
-
-def truth_ids(sandbox: OxlinSandbox, user: SandboxUser) -> list[str]:
-    return sorted(str(t.id) for t in sandbox.state.data(int(user.id)).all_transactions())
 
 
 def refresh_tokens_of(sandbox: OxlinSandbox, user: SandboxUser) -> set[str]:
@@ -57,12 +44,6 @@ async def raw_password_grant(sandbox: OxlinSandbox, user: SandboxUser) -> dict[s
         assert resp.status == 200
         body: dict[str, Any] = await resp.json()
         return body
-
-
-def new_client(sandbox: OxlinSandbox, **kwargs: Any) -> ox.OxlinClient:
-    kwargs.setdefault("retry", FAST)
-    return ox.OxlinClient(sandbox.client_id, sandbox.client_secret,
-                          environment=sandbox.environment, **kwargs)
 
 
 @pytest.fixture
@@ -228,14 +209,15 @@ async def test_a_401_is_replayed_once_then_raised(sandbox: OxlinSandbox,
                                                   client: ox.OxlinClient) -> None:
     renewals: list[Token | None] = []
 
-    async def bogus(previous: Token | None) -> Token:
+    async def bogus(previous: Token | None, call: RequestOptions | None) -> Token:
         renewals.append(previous)
         return Token(access_token=f"at_bogus_{len(renewals)}", expires_at=math.inf)
 
     manager = TokenManager(bogus)
     url = sandbox.environment.api_url / "users" / "me"
     with pytest.raises(ox.AuthenticationError) as caught:
-        await client.session.request("GET", url, auth=manager)
+        await client.transport.request(as_nothing, RequestOptions(
+            method="GET", url=url, auth=BearerAuth(manager)))
     assert caught.value.status == 401 and caught.value.code == "invalid_token"
     assert caught.value.request_id
     assert requests(sandbox, ME) == 2  # the first try and one replay, no loop
@@ -243,10 +225,33 @@ async def test_a_401_is_replayed_once_then_raised(sandbox: OxlinSandbox,
     assert renewals[1] is not None and renewals[1].access_token == "at_bogus_1"
 
 
+async def test_the_widget_replays_once_on_a_refused_token_in_its_form_body(
+        sandbox: OxlinSandbox, client: ox.OxlinClient) -> None:
+    alice = sandbox.users[0]
+    user = client.as_user(alice.email, alice.password)
+    await user.users.me()
+    sandbox.expire_tokens()  # the client still believes its token fresh
+    session = await user.widget.create_session()
+    assert session.session_id in sandbox.state.widget_sessions
+    assert requests(sandbox, WIDGET) == 2  # refused, renewed, replayed
+    assert sandbox.state.counters.grants == {"password": 1, "refresh_token": 1}
+
+    # a bad client secret is not the token's fault: no renewal, no replay
+    raw = await raw_password_grant(sandbox, alice)
+    async with ox.OxlinClient(sandbox.client_id, "0" * 20, environment=sandbox.environment,
+                              retry=FAST) as wrong:
+        with pytest.raises(ox.AuthenticationError) as caught:
+            await wrong.as_user_token(raw["access_token"], raw["refresh_token"]
+                                      ).widget.create_session()
+    assert caught.value.code == "invalid_client"
+    assert requests(sandbox, WIDGET) == 3
+    assert sandbox.state.counters.grants == {"password": 2, "refresh_token": 1}
+
+
 async def test_invalidate_drops_the_token_only_while_it_is_still_cached() -> None:
     made: list[Token] = []
 
-    async def renew(previous: Token | None) -> Token:
+    async def renew(previous: Token | None, call: RequestOptions | None) -> Token:
         made.append(Token(access_token=f"t{len(made)}", expires_at=math.inf))
         return made[-1]
 
@@ -321,7 +326,7 @@ async def test_a_renewal_that_keeps_failing_server_side_is_retried_then_shared(
     assert all(isinstance(r, ox.InternalServerError) for r in results)
     assert len({id(r) for r in results}) == 1
     # one renewal, retried by the policy (3 retries), not one per waiter
-    assert requests(sandbox, TOKEN) == 1 + client.session.retry.max_retries
+    assert requests(sandbox, TOKEN) == 1 + client.transport.retry.max_retries
     sandbox.set_faults(rate_500=0.0)
     assert (await user.users.me()).id == alice.id
     assert sandbox.state.counters.grants == {"password": 1}
@@ -438,8 +443,9 @@ async def test_reprs_hold_no_secret(sandbox: OxlinSandbox, client: ox.OxlinClien
     assert token is not None and token.refresh_token
     secrets = secrets_of(sandbox, recorder, session.session_id, session.add_connection_link)
     assert token.access_token in secrets and token.refresh_token in secrets
-    for obj in (client, client._core, user, token, client._tokens.token, session,
-                alice, sandbox):
+    for obj in (client, client._context, user, token, client._tokens.token, session,
+                alice, sandbox, user.auth, user.widget_auth, client._context._token_auth,
+                client._context._credentials):
         assert_no_secret(repr(obj), secrets)
         assert_no_secret(str(obj), secrets)
 

@@ -1,5 +1,5 @@
 """Errors, retries, the rate-limit gate, timeouts, cancellation and session ownership
-(README §10-11, design notes "Retries, rate limits, pools"), against the emulator over
+(docs/oxlin-api §10-11), against the emulator over
 real sockets.
 
 Faults are drawn from one seeded `random.Random` per `set_faults` call, one draw per
@@ -12,33 +12,37 @@ import asyncio
 import datetime as dt
 import gc
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from _helpers import (
+    ACCOUNTS,
+    FAST,
+    ME,
+    POST_USERS,
+    TOKEN,
+    TX,
+    closed_port,
+    new_client,
+    requests,
+    total_requests,
+    truth_ids,
+)
 
 import oxlin_async as ox
-from oxlin_async._session import RequestStats, current_stats
+from oxlin_async._options import RequestOptions, RequestStats
+from oxlin_async._transport import as_nothing
+from oxlin_async.resources import ClientUsers
 from oxlin_async.testing import OxlinSandbox
 from oxlin_async.testing._sandbox import SandboxUser
 
-ME = "GET /api/v2.1/users/me"
-TOKEN = "POST /auth/token"
-TX = "GET /api/v2.1/transactions"
-ACCOUNTS = "GET /api/v2.1/accounts"
-POST_USERS = "POST /api/v2.1/users"
-FAST = ox.RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
 OFF = ox.RetryPolicy.disabled()
 
 
 # ------------------------------------------------------------------------------- helpers
-def new_client(sandbox: OxlinSandbox, **kwargs: Any) -> ox.OxlinClient:
-    kwargs.setdefault("retry", FAST)
-    return ox.OxlinClient(sandbox.client_id, sandbox.client_secret,
-                          environment=sandbox.environment, **kwargs)
 
 
 @pytest.fixture
@@ -46,24 +50,6 @@ async def strict(sandbox: OxlinSandbox) -> AsyncIterator[ox.OxlinClient]:
     """A client that never retries."""
     async with new_client(sandbox, retry=OFF) as c:
         yield c
-
-
-def requests(sandbox: OxlinSandbox, route: str) -> int:
-    return sandbox.state.counters.requests[route]
-
-
-def total_requests(sandbox: OxlinSandbox) -> int:
-    return sum(sandbox.state.counters.requests.values())
-
-
-def truth_ids(sandbox: OxlinSandbox, user: SandboxUser) -> list[str]:
-    return sorted(str(t.id) for t in sandbox.state.data(int(user.id)).all_transactions())
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def seed_for(rate: float, pattern: str) -> int:
@@ -100,7 +86,7 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 
 
 async def user_of(client: ox.OxlinClient, who: SandboxUser) -> ox.UserClient:
-    """A user scope that already holds its token (so faults hit the API call, not /token)."""
+    """A user view that already holds its token (so faults hit the API call, not /token)."""
     user = client.as_user(who.email, who.password)
     await user.users.me()
     return user
@@ -111,16 +97,18 @@ async def test_bad_request_error(sandbox: OxlinSandbox, client: ox.OxlinClient) 
     user = await user_of(client, sandbox.users[0])
     url = sandbox.environment.api_url / "transactions"
     with pytest.raises(ox.BadRequestError) as caught:
-        await user.request("GET", url, params={"page": "1", "limit": "501"})
+        await user.request(as_nothing, RequestOptions(method="GET", url=url,
+                                                      params={"page": "1", "limit": "501"}))
     check_api_error(caught.value, ox.BadRequestError, 400, "BAD_PARAMETER", "GET",
                     "/api/v2.1/transactions")
     assert "limit=" not in str(caught.value)  # the URL in the message has no query
 
     # a body the server refuses, on the client token
     with pytest.raises(ox.BadRequestError) as body:
-        await client._scope.request("POST", sandbox.environment.api_url / "users",
-                                    json={"email": "x.y@example.com", "password": "pw",
-                                          "role": "admin"}, idempotent=False)
+        await client._requester.request(as_nothing, RequestOptions(
+            method="POST", url=sandbox.environment.api_url / "users",
+            json={"email": "x.y@example.com", "password": "pw", "role": "admin"},
+            idempotent=False))
     check_api_error(body.value, ox.BadRequestError, 400, "BAD_PARAMETER", "POST",
                     "/api/v2.1/users")
     assert requests(sandbox, POST_USERS) == 1
@@ -129,7 +117,8 @@ async def test_bad_request_error(sandbox: OxlinSandbox, client: ox.OxlinClient) 
 async def test_authentication_error(sandbox: OxlinSandbox, client: ox.OxlinClient) -> None:
     url = sandbox.environment.api_url / "users" / "me"
     with pytest.raises(ox.AuthenticationError) as caught:
-        await client.session.request("GET", url, headers={"Authorization": "Bearer nope"})
+        await client.transport.request(as_nothing, RequestOptions(
+            method="GET", url=url, headers={"Authorization": "Bearer nope"}))
     check_api_error(caught.value, ox.AuthenticationError, 401, "invalid_token", "GET",
                     "/api/v2.1/users/me")
 
@@ -138,7 +127,8 @@ async def test_permission_denied_error(sandbox: OxlinSandbox, client: ox.OxlinCl
     alice, bob = sandbox.users[0], sandbox.users[1]
     # the client token on a user endpoint
     with pytest.raises(ox.PermissionDeniedError) as client_token:
-        await client._scope.request("GET", sandbox.environment.api_url / "users" / "me")
+        await client._requester.request(as_nothing, RequestOptions(
+            method="GET", url=sandbox.environment.api_url / "users" / "me"))
     check_api_error(client_token.value, ox.PermissionDeniedError, 403, "insufficient_scope",
                     "GET", "/api/v2.1/users/me")
     # another user's id
@@ -292,11 +282,10 @@ async def test_walks_under_heavy_faults_match_the_ground_truth(sandbox: OxlinSan
     sandbox.set_faults(rate_500=0.2, rate_502=0.1, rate_503=0.1, rate_drop=0.1,
                        rate_truncate=0.1, retry_after=0, seed=2024)
     stats = RequestStats()
-    current_stats.set(stats)
     async with new_client(sandbox, retry=retry) as client:
 
         async def walk(who: SandboxUser) -> list[str]:
-            user = client.as_user(who.email, who.password)
+            user = client.as_user(who.email, who.password).with_options(stats=stats)
             return [t.id async for t in user.transactions.list(page_size=25)]
 
         walks = await asyncio.gather(*(walk(u) for u in sandbox.users))
@@ -347,7 +336,7 @@ async def test_a_retry_after_above_the_cap_raises_at_once(sandbox: OxlinSandbox)
         assert caught.value.retry_after == 5.0
         assert requests(sandbox, ME) == 2  # warm-up and the one 429: no waiting retry
         # and the gate stays open for the rest of the client
-        assert client.session._gate_until <= time.monotonic()
+        assert client.transport._gate_until <= time.monotonic()
         sandbox.set_faults(rate_429=0.0)
         await user.users.me()
         assert requests(sandbox, ME) == 3
@@ -391,8 +380,8 @@ async def test_post_users_is_retried_when_the_connection_was_refused() -> None:
         async with new_client(box, retry=retry) as client:
             await client.categories.list()  # the client token
             await box.close()  # nothing listens on the port now
-            current_stats.set(stats)
-            create = asyncio.create_task(client.users.create("late@example.com", "pw-late"))
+            users = ClientUsers(client._requester.with_options(stats=stats))
+            create = asyncio.create_task(users.create("late@example.com", "pw-late"))
             await eventually(lambda: stats.retries >= 2)
             assert not create.done()
             await box.start()  # same port, same state
@@ -444,7 +433,7 @@ async def test_a_slow_answer_raises_request_timeout_error(sandbox: OxlinSandbox)
 async def test_cancelling_a_request_leaves_the_client_usable(sandbox: OxlinSandbox,
                                                              client: ox.OxlinClient) -> None:
     user = await user_of(client, sandbox.users[0])
-    session = client.session
+    transport = client.transport
     sandbox.set_faults(latency=0.3)
     tasks = [asyncio.create_task(user.transactions.list(page_size=10).collect())
              for _ in range(5)]
@@ -453,7 +442,7 @@ async def test_cancelling_a_request_leaves_the_client_usable(sandbox: OxlinSandb
         task.cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
-    assert session._slots._value == session.max_concurrency  # every slot given back
+    assert transport._slots._value == transport.max_concurrency  # every slot given back
     sandbox.set_faults(latency=0.0)
     assert (await user.users.me()).id == sandbox.users[0].id
     assert len(await user.transactions.list().collect()) == 300
@@ -506,7 +495,7 @@ async def test_a_borrowed_session_is_not_closed_and_bounds_concurrency(
         async with ox.OxlinClient(sandbox.client_id, sandbox.client_secret,
                                   environment=sandbox.environment, session=http,
                                   max_concurrency=64, retry=FAST) as client:
-            assert client.session.max_concurrency == 5
+            assert client.transport.max_concurrency == 5
             user = client.as_user(sandbox.users[0].email, sandbox.users[0].password)
             found = await asyncio.gather(*(user.users.me() for _ in range(20)))
             assert {u.id for u in found} == {sandbox.users[0].id}
@@ -523,7 +512,7 @@ async def test_concurrency_stays_within_the_borrowed_pool_per_host(
     async with aiohttp.ClientSession(connector=connector) as http, ox.OxlinClient(
             sandbox.client_id, sandbox.client_secret, environment=sandbox.environment,
             session=http, timeout=0.3, retry=OFF) as client:
-        assert client.session.max_concurrency == 1
+        assert client.transport.max_concurrency == 1
         user = await user_of(client, sandbox.users[0])
         sandbox.set_faults(latency=0.1)
         found = await asyncio.gather(*(user.users.me() for _ in range(5)))

@@ -1,4 +1,4 @@
-"""The emulator's auth host over real HTTP: ``POST {auth}/token`` (README §4, §10, §14).
+"""The emulator's auth host over real HTTP: ``POST {auth}/token`` (docs/oxlin-api §4, §10, §14).
 
 These tests pin the server's behaviour with a plain `aiohttp.ClientSession`, not the SDK.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -29,12 +29,6 @@ class Answer:
     status: int
     headers: Mapping[str, str]
     body: Any
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:

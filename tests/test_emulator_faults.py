@@ -1,4 +1,4 @@
-"""The emulator's fault injection, observed over real HTTP (README §11, `Faults`).
+"""The emulator's fault injection, observed over real HTTP (docs/oxlin-api §11, `Faults`).
 
 A plain `aiohttp.ClientSession` drives the server; request loops stay short.
 """
@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+from _helpers import FakeClock
 
 from oxlin_async.testing import Faults, OxlinSandbox
 
@@ -199,12 +200,6 @@ async def test_latency_delays_every_answer(box: Box) -> None:
 
 
 # ---------------------------------------------------------------------- early expiry
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_early_expiry_kills_tokens_before_expires_in(box: Box) -> None:

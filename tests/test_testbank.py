@@ -1,4 +1,4 @@
-"""The Linxo test-bank format (reference §13.1) and the objects it becomes (§13.3).
+"""The Linxo test-bank format (docs/oxlin-api §13.1) and the objects it becomes (§13.3).
 
 Ground truth is read straight from the emulator state; no server is involved.
 """

@@ -1,15 +1,15 @@
-"""The emulator's embed host: widget sessions and the add-connection pages (README §12-13)."""
+"""The emulator's embed host: widget sessions and add-connection pages (docs/oxlin-api §12-13)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping
-from html.parser import HTMLParser
 from typing import Any
 
 import aiohttp
 import attrs
 import pytest
+from _helpers import FakeClock, Form, parse_page
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
@@ -35,14 +35,6 @@ TRANSACTION|5|04/03/24|INTERETS
 
 
 # ------------------------------------------------------------------------------ fixtures
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @attrs.define
 class Env:
     state: EmulatorState
@@ -80,74 +72,6 @@ async def env() -> AsyncIterator[Env]:
 
 
 # ------------------------------------------------------------------------------- helpers
-@attrs.define
-class Form:
-    action: str
-    method: str
-    #: what a browser would send (hidden and text inputs, checked radios, selected options)
-    fields: dict[str, str] = attrs.Factory(dict)
-    #: every input name, with its possible values for radios and selects
-    choices: dict[str, list[str]] = attrs.Factory(dict)
-
-
-class PageParser(HTMLParser):
-    """Forms and links of a page, enough to drive it as a browser would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[Form] = []
-        self.links: list[str] = []
-        self._select: str | None = None
-        self._textarea: str | None = None
-
-    def handle_starttag(self, tag: str, attrs_: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs_}
-        form = self.forms[-1] if self.forms else None
-        if tag == "a":
-            self.links.append(a["href"])
-        elif tag == "form":
-            self.forms.append(Form(action=a["action"], method=a.get("method", "get")))
-        elif form is None:
-            return
-        elif tag == "input":
-            name, kind = a["name"], a.get("type", "text")
-            form.choices.setdefault(name, [])
-            if kind == "radio":
-                form.choices[name].append(a["value"])
-                if "checked" in a:
-                    form.fields[name] = a["value"]
-            else:
-                form.fields[name] = a.get("value", "")
-        elif tag == "select":
-            self._select = a["name"]
-            form.choices[a["name"]] = []
-        elif tag == "option" and self._select is not None:
-            form.choices[self._select].append(a["value"])
-            if "selected" in a or self._select not in form.fields:
-                form.fields[self._select] = a["value"]
-        elif tag == "textarea":
-            self._textarea = a["name"]
-            form.choices[a["name"]] = []
-            form.fields[a["name"]] = ""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "select":
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-
-    def handle_data(self, data: str) -> None:
-        if self._textarea is not None:
-            self.forms[-1].fields[self._textarea] += data
-
-
-def parse(text: str) -> PageParser:
-    parser = PageParser()
-    parser.feed(text)
-    parser.close()
-    return parser
-
-
 async def new_session(env: Env, **overrides: str) -> str:
     data = {"client_id": "app", "client_secret": "app-secret",
             "access_token": env.user_token.value, **overrides}
@@ -177,7 +101,7 @@ async def post_form(env: Env, fields: Mapping[str, str]) -> tuple[int, str, URL 
 async def bank_form(env: Env, session_id: str, **params: str) -> Form:
     status, text = await get_page(env, session_id, bank="linxo_test_bank", **params)
     assert status == 200, text
-    (form,) = parse(text).forms
+    (form,) = parse_page(text).forms
     return form
 
 
@@ -293,7 +217,7 @@ async def test_bank_list_page_links_to_the_test_bank(env: Env) -> None:
                                   font_color="#333333")
     assert status == 200
     assert "Linxo test bank" in text
-    page = parse(text)
+    page = parse_page(text)
     (link,) = page.links
     query = URL(link).query
     assert URL(link).with_query(None) == env.page_url
@@ -340,7 +264,7 @@ async def test_redirect_url_alias_and_expected_account_type(env: Env) -> None:
              "expected_account_types": "PAYMENT", "countries": "FR,BE"}
     async with env.http.get(env.page_url.with_query(query)) as resp:
         assert resp.status == 200
-        (form,) = parse(await resp.text()).forms
+        (form,) = parse_page(await resp.text()).forms
     assert form.fields["redirect_uri"] == REDIRECT
     assert "redirect_url" not in form.fields
     assert form.fields["channel"] == "REDIRECT"  # PAYMENT pre-selects the PSD2 path
@@ -355,7 +279,7 @@ async def test_page_escapes_what_it_echoes(env: Env) -> None:
     assert status == 200
     assert "<script>" not in text
     assert "<b>" not in text
-    (form,) = parse(text).forms
+    (form,) = parse_page(text).forms
     assert form.fields["redirect_uri"] == evil
     assert form.fields["locale"] == "<b>"
 
@@ -413,9 +337,9 @@ async def test_full_flow_through_the_pages(env: Env) -> None:
             "access_token": env.user_token.value}) as resp:
         link = URL((await resp.json())["_links"]["add_connection"])
     async with env.http.get(link.extend_query(redirect_uri=REDIRECT)) as resp:
-        (bank_link,) = parse(await resp.text()).links
+        (bank_link,) = parse_page(await resp.text()).links
     async with env.http.get(bank_link) as resp:
-        (form,) = parse(await resp.text()).forms
+        (form,) = parse_page(await resp.text()).forms
     fields = {**form.fields, "login": "dev", "password": "dev"}
     async with env.http.post(form.action, data=fields, allow_redirects=False) as resp:
         assert resp.status == 302
@@ -501,7 +425,7 @@ async def test_inline_config_that_does_not_parse(env: Env) -> None:
     bad = "TRANSACTION|-1|01/01/24|before any account\n"
     status, text, location = await connect(env, config=bad)
     assert (status, location) == (400, None)
-    (form,) = parse(text).forms
+    (form,) = parse_page(text).forms
     assert form.fields["config"] == bad  # shown again for correction
     assert "not valid" in text
     assert not env.state.data(env.user.id).connections
@@ -522,7 +446,7 @@ async def test_wrong_credentials_three_times(env: Env) -> None:
             env, {**form.fields, "login": "dev", "password": "nope", "action": "connect"})
         assert (status, location) == (200, None)
         assert "Wrong login or password" in text
-        (form,) = parse(text).forms
+        (form,) = parse_page(text).forms
         assert form.fields["attempt"] == str(attempt)
         assert form.fields["login"] == "dev"
         assert form.fields["password"] == ""
@@ -536,7 +460,7 @@ async def test_wrong_credentials_three_times(env: Env) -> None:
 async def test_right_credentials_after_a_wrong_attempt(env: Env) -> None:
     form = await bank_form(env, await new_session(env))
     _, text, _ = await post_form(env, {**form.fields, "login": "x", "password": "y"})
-    (form,) = parse(text).forms
+    (form,) = parse_page(text).forms
     _, _, location = await post_form(env, {**form.fields, "login": "dev", "password": "dev"})
     success_id(location)
 
@@ -557,7 +481,7 @@ async def test_cancel_with_cancel_url(env: Env) -> None:
 
 async def test_cancel_from_the_bank_list(env: Env) -> None:
     _, text = await get_page(env, await new_session(env))
-    (form,) = parse(text).forms
+    (form,) = parse_page(text).forms
     status, _, location = await post_form(env, {**form.fields, "action": "cancel"})
     assert status == 302
     assert_failure(location, "cancelled")

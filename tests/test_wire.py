@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from oxlin_async import _wire
 from oxlin_async._convert import loads, structure_list
-from oxlin_async._session import Response
+from oxlin_async._transport import Response
 from oxlin_async.errors import DecodeError
 from oxlin_async.models import Account, Category, Connection, Transaction, User
 from oxlin_async.testing import OxlinSandbox

@@ -1,4 +1,4 @@
-"""What every resource service shares: a scope to send requests through."""
+"""What every resource service shares: a requester to send its calls through."""
 
 from __future__ import annotations
 
@@ -7,44 +7,42 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yarl
 
+from .._options import RequestOptions
 from .._pagination import AsyncPaginator, check_page_options
-from .._session import Response
+from .._transport import as_model, as_model_list
 
 if TYPE_CHECKING:
-    from .._client import Scope
+    from .._client import Requester
 
 T = TypeVar("T")
 
 
 class Resource:
-    def __init__(self, scope: Scope) -> None:
-        self._scope = scope
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
 
     def _api(self, *segments: str) -> yarl.URL:
-        url = self._scope.core.environment.api_url
+        url = self._requester.context.environment.api_url
         for segment in segments:
             url = url / segment
         return url
 
     async def _get(self, model: type[T], *segments: str) -> T:
-        response = await self._scope.request("GET", self._api(*segments),
-                                             decode=lambda r: r.decode(model))
-        return response.value  # type: ignore[no-any-return]
+        return await self._requester.request(
+            as_model(model), RequestOptions(method="GET", url=self._api(*segments)))
 
     def _list(self, model: type[T], path: str, params: Mapping[str, str], *, page_size: int,
               max_items: int | None, start_page: int, prefetch: int) -> AsyncPaginator[T]:
         check_page_options(page_size, max_items, start_page, prefetch)
         url = self._api(path)
-        scope = self._scope
+        requester = self._requester
         base = dict(params)
-
-        def decode(response: Response) -> list[T]:
-            return response.decode_list(model)
+        decode = as_model_list(model)
 
         async def fetch(page: int, limit: int) -> list[T]:
             query = {**base, "page": str(page), "limit": str(limit)}
-            response = await scope.request("GET", url, params=query, decode=decode)
-            return response.value  # type: ignore[no-any-return]
+            return await requester.request(decode, RequestOptions(method="GET", url=url,
+                                                                  params=query))
 
         return AsyncPaginator(fetch, page_size=page_size, max_items=max_items,
                               start_page=start_page, prefetch=prefetch)

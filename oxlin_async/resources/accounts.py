@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import _params as p
+from .._options import RequestOptions
 from .._pagination import MAX_PAGE_SIZE, AsyncPaginator
+from .._transport import as_model
 from ..models import Account, AccountStatus, AccountType, AccountUsage
 from ._base import Resource, clean
 
@@ -48,7 +50,6 @@ class Accounts(Resource):
 
     async def _set_status(self, account_id: str, status: AccountStatus) -> Account:
         # Setting a status is idempotent, so this PATCH may be retried.
-        response = await self._scope.request(
-            "PATCH", self._api("accounts", p.ident("account_id", account_id)),
-            json={"status": status.value}, idempotent=True)
-        return response.decode(Account)
+        return await self._requester.request(as_model(Account), RequestOptions(
+            method="PATCH", url=self._api("accounts", p.ident("account_id", account_id)),
+            json={"status": status.value}, idempotent=True))

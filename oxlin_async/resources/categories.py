@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from .._options import RequestOptions
+from .._transport import as_model_list
 from ..models import Category
 from ._base import Resource
 
 
 class Categories(Resource):
     async def list(self) -> list[Category]:
-        response = await self._scope.request("GET", self._api("categories"))
-        return response.decode_list(Category)
+        return await self._requester.request(
+            as_model_list(Category), RequestOptions(method="GET", url=self._api("categories")))

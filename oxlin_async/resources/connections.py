@@ -7,7 +7,9 @@ import time
 from collections.abc import Sequence
 
 from .. import _params as p
+from .._options import RequestOptions
 from .._pagination import MAX_PAGE_SIZE, AsyncPaginator
+from .._transport import as_nothing
 from ..errors import SettleTimeoutError
 from ..models import Connection, ConnectionStatus
 from ._base import Resource, clean
@@ -35,8 +37,9 @@ class Connections(Resource):
 
     async def delete(self, connection_id: str) -> None:
         """Delete the connection with its accounts and their transactions."""
-        await self._scope.request(
-            "DELETE", self._api("connections", p.ident("connection_id", connection_id)))
+        await self._requester.request(as_nothing, RequestOptions(
+            method="DELETE",
+            url=self._api("connections", p.ident("connection_id", connection_id))))
 
     async def wait_until_settled(self, connection_id: str, *, timeout: float = 300.0,
                                  initial_delay: float = 2.0, max_delay: float = 30.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import _params as p
+from .._options import RequestOptions
+from .._transport import Response, as_nothing
 from ..errors import ArgumentError, DecodeError
 from ..models import User
 from ._base import Resource
@@ -32,6 +34,16 @@ def _check_password(password: object) -> str:
     return password
 
 
+def _created_user_id(response: Response) -> str:
+    location = response.headers.get("Location", "")
+    user_id = location.rstrip("/").rsplit("/", 1)[-1]
+    if response.status != 201 or not user_id.isdigit():
+        raise DecodeError("POST /users: expected 201 with a Location ending in the user id",
+                          status=response.status, request_id=response.request_id,
+                          body=location)
+    return user_id
+
+
 class ClientUsers(Resource):
     """``client.users``: operations that take the client token."""
 
@@ -41,25 +53,18 @@ class ClientUsers(Resource):
         Not retried once it may have reached the server: a replay could answer 409.
         """
         body = {"email": _check_email(email), "password": _check_password(password)}
-        response = await self._scope.request("POST", self._api("users"), json=body,
-                                             idempotent=False)
-        location = response.headers.get("Location", "")
-        user_id = location.rstrip("/").rsplit("/", 1)[-1]
-        if response.status != 201 or not user_id.isdigit():
-            raise DecodeError("POST /users: expected 201 with a Location ending in the user id",
-                              status=response.status, request_id=response.request_id,
-                              body=location)
-        return user_id
+        return await self._requester.request(_created_user_id, RequestOptions(
+            method="POST", url=self._api("users"), json=body, idempotent=False))
 
 
 class Users(Resource):
     """``user_client.users``: the user the token belongs to."""
 
-    _scope: UserClient
+    _requester: UserClient
 
     async def me(self) -> User:
         user = await self._get(User, "users", "me")
-        self._scope.user_id = user.id
+        self._requester.user_id = user.id
         return user
 
     async def get(self, user_id: str) -> User:
@@ -69,6 +74,7 @@ class Users(Resource):
     async def delete(self, user_id: str | None = None) -> None:
         """Delete the user (by default, this one) with all its data; forget its tokens."""
         if user_id is None:
-            user_id = self._scope.user_id or (await self.me()).id
-        await self._scope.request("DELETE", self._api("users", p.ident("user_id", user_id)))
-        self._scope.forget()
+            user_id = self._requester.user_id or (await self.me()).id
+        await self._requester.request(as_nothing, RequestOptions(
+            method="DELETE", url=self._api("users", p.ident("user_id", user_id))))
+        self._requester.forget()

@@ -12,6 +12,8 @@ from typing import Any
 from ._faults import Faults
 from ._sandbox import OxlinSandbox
 
+DESCRIPTION = "Serve a local Oxlin emulator until interrupted."
+
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                           prefix: str = "") -> None:
@@ -82,12 +84,17 @@ def describe(sandbox: OxlinSandbox) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m oxlin_async.testing",
-                                     description="Serve a local Oxlin emulator until interrupted.")
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a served emulator: here, and in ``oxlin-async sandbox``."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     add_sandbox_arguments(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m oxlin_async.testing",
+                                     description=DESCRIPTION)
+    add_serve_arguments(parser)
     return parser
 
 
@@ -97,8 +104,8 @@ async def serve(sandbox: OxlinSandbox) -> None:
         await asyncio.Event().wait()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted, with options from `add_serve_arguments`."""
     try:
         sandbox = sandbox_from_args(args, host=args.host, port=args.port)
     except (ValueError, OSError) as exc:
@@ -111,3 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

@@ -1,4 +1,4 @@
-"""Filters, sorting and pagination of the three list endpoints (reference §7, §8, §9).
+"""Filters, sorting and pagination of the three list endpoints (docs/oxlin-api §7, §8, §9).
 
 Each list is described once by a `ListSpec`; `run_query` validates the query string
 against it and returns the requested page of records.

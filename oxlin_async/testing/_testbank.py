@@ -1,4 +1,4 @@
-"""The Linxo test-bank file format (reference §13) and how the emulator turns a file into data.
+"""The Linxo test-bank file format (docs/oxlin-api §13) and how the emulator turns a file into data.
 
 `parse_testbank` reads the text into plain records, `load_testbank` finds a file on disk or
 among the bundled Linxo files, and `apply_testbank` creates the connection, accounts and

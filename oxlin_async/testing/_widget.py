@@ -1,4 +1,4 @@
-"""The embed host: widget sessions and the add-connection pages (README §12, §13).
+"""The embed host: widget sessions and the add-connection pages (docs/oxlin-api §12, §13).
 
 Routes carry the emulator's ``/embed`` prefix: the embed API is ``/embed/v2.1`` and the
 embed origin (the browser pages) is ``/embed``. The pages are plain HTML forms posted back

@@ -1,0 +1,618 @@
+"""The one generator of JSON -> model code, for both decoding paths.
+
+A model is decoded on one of two paths: the pure-Python one (decoded JSON, from orjson or
+the standard library, to models; used by `_convert`) and the msgspec one (JSON bytes
+type-checked in C into "wire" structs, then to models; used by `_wire`). Both run code
+generated here from the model's fields, and what happens to a field is decided by its
+*kind*: :data:`KINDS` is the one table that says, per field type,
+
+* how the pure path checks and converts a decoded JSON value (Python statements);
+* which msgspec type the value has on the wire, and the expression that turns that value
+  (already type-checked by msgspec) into the model's value.
+
+Rules shared by every kind: a wrong JSON type fails and nothing is coerced (a boolean is
+not a number, a number is not a string, a float is not a timestamp); unknown enum values
+stay ``str``; amounts become exact ``Decimal``; timestamps become aware UTC ``datetime``;
+extra keys are ignored. A field with a default is optional: absent or ``null`` gives the
+default. :func:`field_kind` is where a field's kind is chosen.
+
+Objects are built without calling ``__init__`` only when :func:`draft_class` (the guard)
+allows it; otherwise the generated code calls ``__init__``, which then runs the model's
+validators, converters, factories and hooks. The generated source is registered with
+:mod:`linecache`, so tracebacks and debuggers show it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import linecache
+import math
+import types
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Optional, Union, get_args, get_origin
+
+import attrs
+from cattrs.errors import StructureHandlerNotFoundError
+
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - exercised only without the "speed" extra
+    msgspec = None  # type: ignore[assignment]
+
+__all__ = [
+    "KINDS",
+    "Kind",
+    "ModelCode",
+    "Unsupported",
+    "WireModel",
+    "draft_class",
+    "field_kind",
+    "find_kind",
+    "python_hook",
+    "python_model",
+    "type_error",
+    "wire_model",
+]
+
+#: A cattrs-style structure hook: (value, type) -> value.
+Hook = Callable[[Any, Any], Any]
+#: The hook of a type, for kinds that hold other types (a tuple's items, a nested model).
+Lookup = Callable[[Any], Hook]
+_NoneType = type(None)
+
+
+class Unsupported(StructureHandlerNotFoundError):
+    """A type no kind describes: a programming error, not bad input."""
+
+
+# -- helpers of the generated code ---------------------------------------------------------
+
+
+def type_error(expected: str, v: Any) -> TypeError:
+    return TypeError(f"expected {expected}, got {type(v).__name__} {v!r:.40}")
+
+
+def _decimal(v: Any) -> Decimal:
+    t = type(v)
+    if t is float:
+        # repr is the shortest literal that round-trips, i.e. the one the server wrote
+        # for any value of up to 15 significant digits.
+        d = Decimal(repr(v))
+    elif t is int or t is Decimal:
+        d = Decimal(v)
+    else:
+        raise type_error("a number", v)
+    if d.is_finite():
+        return d
+    raise ValueError(f"expected a finite number, got {v!r}")
+
+
+_UTC = dt.timezone.utc
+# Pages repeat a few timestamps (dates at Paris midnight, one import time per sync):
+# a dict hit is several times cheaper than building a datetime.
+_EPOCH_CACHE: dict[int, dt.datetime] = {}
+_EPOCH_CACHE_MAX = 4096
+
+
+def _epoch(v: Any) -> dt.datetime:
+    if type(v) is not int:
+        raise type_error("an integer timestamp", v)
+    d = _EPOCH_CACHE.get(v)
+    if d is None:
+        if len(_EPOCH_CACHE) >= _EPOCH_CACHE_MAX:
+            _EPOCH_CACHE.clear()
+        d = _EPOCH_CACHE[v] = dt.datetime.fromtimestamp(v, _UTC)
+    return d
+
+
+class _Absent:
+    """An optional field that was absent: left out of the ``__init__`` call."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+# Names every piece of generated code may use; a kind's own helpers come with its Code.
+_ENV: dict[str, Any] = {
+    "_type_error": type_error,
+    "_Decimal": Decimal,
+    "_isfinite": math.isfinite,
+    "_decimal": _decimal,
+    "_epoch_get": _EPOCH_CACHE.get,
+    "_epoch": _epoch,
+    "_new": object.__new__,
+    "_absent": _Absent(),
+}
+
+
+# -- kinds ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Code:
+    """A code template and the helpers it names.
+
+    ``{v}`` is the target, ``{r}`` the source (wire expressions only; Python statements
+    read ``r``) and ``{f}`` the prefix of this code's helpers in the generated module:
+    ``{f}get`` is ``env["get"]``.
+    """
+
+    text: str
+    env: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def render(self, *, v: str = "v", r: str = "r", f: str = "f_") -> str:
+        return self.text.replace("{v}", v).replace("{r}", r).replace("{f}", f)
+
+    def nest(self, prefix: str) -> Code:
+        """The same code with its helpers under ``prefix``, to embed it in another."""
+        return Code(self.text.replace("{f}", "{f}" + prefix),
+                    {prefix + k: x for k, x in self.env.items()})
+
+
+class Kind:
+    """How the values of some field types are decoded, on both paths."""
+
+    name: str
+    #: A Python type the JSON value must have exactly, when that is the whole check:
+    #: lets containers of this kind check all their items at once.
+    exact: type | None = None
+
+    def matches(self, t: Any) -> bool:
+        raise NotImplementedError
+
+    def python(self, t: Any, lookup: Lookup) -> Code:
+        """Statements turning the decoded JSON value ``r`` into ``{v}``; they raise
+        ``TypeError`` or ``ValueError`` (with a message starting "expected") on bad input."""
+        raise NotImplementedError
+
+    def wire(self, t: Any) -> tuple[Any, Code]:
+        """The msgspec type of the value on the wire, and the expression turning a value
+        of that type (``{r}``, never None here) into the model's value."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<kind {self.name}>"
+
+
+class Leaf(Kind):
+    """A kind for exactly one type."""
+
+    def __init__(self, name: str, type_: Any, *, python: str, wire: Any, from_wire: str,
+                 exact: type | None = None) -> None:
+        self.name, self.type, self.exact = name, type_, exact
+        self._python, self._wire = Code(python), (wire, Code(from_wire))
+
+    def matches(self, t: Any) -> bool:
+        return _hashable(t) and t == self.type
+
+    def python(self, t: Any, lookup: Lookup) -> Code:
+        return self._python
+
+    def wire(self, t: Any) -> tuple[Any, Code]:
+        return self._wire
+
+
+class EnumOrStr(Kind):
+    """``SomeEnum | str``: the member, or the value itself when the enum does not know it
+    (the service adds values over time)."""
+
+    name = "enum or unknown str"
+
+    def matches(self, t: Any) -> bool:
+        return _enum_of(t) is not None
+
+    def python(self, t: Any, lookup: Lookup) -> Code:
+        # get(r, r): the member, or r itself when the enum does not know it.
+        return Code("if type(r) is not str: raise _type_error('a string', r)\n"
+                    "{v} = {f}get(r, r)", {"get": _members(_enum_of(t))})
+
+    def wire(self, t: Any) -> tuple[Any, Code]:
+        return str, Code("{f}get({r}, {r})", {"get": _members(_enum_of(t))})
+
+
+class OptionalOf(Kind):
+    """``X | None`` where no default applies (a field with a default strips the None:
+    ``null`` gives the default there)."""
+
+    name = "optional"
+
+    def matches(self, t: Any) -> bool:
+        inner, optional = split_optional(t)
+        return optional and find_kind(inner) is not None
+
+    def python(self, t: Any, lookup: Lookup) -> Code:
+        inner_t = split_optional(t)[0]
+        inner = _kind(inner_t).python(inner_t, lookup).nest("o_")
+        body = "".join(f"    {line}\n" for line in inner.text.splitlines())
+        return Code("if r is None: {v} = None\nelse:\n" + body, inner.env)
+
+    def wire(self, t: Any) -> tuple[Any, Code]:
+        inner_t = split_optional(t)[0]
+        wire, inner = _kind(inner_t).wire(inner_t)
+        inner = inner.nest("o_")
+        return Optional[wire], Code(f"(None if {{r}} is None else {inner.text})", inner.env)  # noqa: UP045 - a runtime type
+
+
+class Container(Kind):
+    """An array or object of items of one kind: a fast check when the items must be of
+    one exact type, else each item through its own hook (which names what is wrong)."""
+
+    def __init__(self, name: str, item_of: Callable[[Any], Any], json_type: type,
+                 expected: str, *, each: str, python: tuple[str, str],
+                 wire: tuple[Callable[[Any], Any], str, str]) -> None:
+        # item_of(t): the item type, or None when `t` is not this container.
+        # python: statements building {v} from `r` whose items are all fine as they are,
+        # and through `{f}item`. wire: the msgspec type from the item's, the expression
+        # when items are fine as they are, and the one converting each item (ITEM, `i`).
+        self.name, self.item_of, self.json_type, self.expected = name, item_of, json_type, expected
+        self.each, self.build, self.wire_build = each, python, wire
+
+    def matches(self, t: Any) -> bool:
+        item_t = self.item_of(t)
+        return item_t is not None and find_kind(item_t) is not None
+
+    def python(self, t: Any, lookup: Lookup) -> Code:
+        item_t = self.item_of(t)
+        kind = _kind(item_t)
+        as_is, each_item = self.build
+        env = {"item": lookup(item_t), "itype": item_t}
+        text = (f"if type(r) is not {self.json_type.__name__}:"
+                f" raise _type_error({self.expected!r}, r)\n")
+        if kind.exact is not None:
+            env["only"] = frozenset({kind.exact})
+            text += (f"if {{f}}only.issuperset(map(type, {self.each})): {as_is}\n"
+                     f"else: {each_item}")
+        else:
+            text += each_item
+        return Code(text, env)
+
+    def wire(self, t: Any) -> tuple[Any, Code]:
+        item_t = self.item_of(t)
+        item_wire, item = _kind(item_t).wire(item_t)
+        wire_type, as_is, each_item = self.wire_build
+        if item.text == "{r}":
+            return wire_type(item_wire), Code(as_is)
+        item = item.nest("i_")
+        return wire_type(item_wire), Code(
+            each_item.replace("ITEM", item.render(r="i", f="{f}")), item.env)
+
+
+def _tuple_item(t: Any) -> Any:
+    args = get_args(t)
+    ok = get_origin(t) is tuple and len(args) == 2 and args[1] is Ellipsis
+    return args[0] if ok else None
+
+
+def _mapping_item(t: Any) -> Any:
+    args = get_args(t)
+    ok = get_origin(t) in (dict, Mapping) and len(args) == 2 and args[0] is str
+    return args[1] if ok else None
+
+
+class Nested(Kind):
+    """Another model (an attrs class), through its own generated code."""
+
+    name = "nested model"
+
+    def matches(self, t: Any) -> bool:
+        return isinstance(t, type) and attrs.has(t)
+
+    def python(self, t: Any, lookup: Lookup) -> Code:
+        return Code("{v} = {f}hook(r, {f}type)", {"hook": lookup(t), "type": t})
+
+    def wire(self, t: Any) -> tuple[Any, Code]:
+        model = wire_model(t)
+        return model.struct, Code("{f}convert({r})", {"convert": model.one})
+
+
+#: The field kinds, first match wins. Adding a type, or changing how one is read, is an
+#: edit here: both paths and the cattrs hooks follow.
+KINDS: tuple[Kind, ...] = (
+    Leaf("str", str, exact=str, wire=str, from_wire="{r}",
+         python="if type(r) is not str: raise _type_error('a string', r)\n{v} = r"),
+    Leaf("bool", bool, exact=bool, wire=bool, from_wire="{r}",
+         python="if r is not True and r is not False: raise _type_error('a boolean', r)\n"
+                "{v} = r"),
+    Leaf("JSON object", dict[str, Any], exact=dict, wire=dict[str, Any], from_wire="{r}",
+         python="if type(r) is not dict: raise _type_error('an object', r)\n{v} = r"),
+    # Numbers only: msgspec's own Decimal type would take strings too.
+    Leaf("exact amount", Decimal, wire=int | float,
+         python="{v} = _Decimal(repr(r)) if type(r) is float and _isfinite(r)"
+                " else _decimal(r)",
+         from_wire="(_Decimal(repr({r})) if type({r}) is float else _Decimal({r}))"),
+    Leaf("epoch timestamp", dt.datetime, wire=int,
+         python="e = _epoch_get(r) if type(r) is int else None\n"
+                "{v} = _epoch(r) if e is None else e",
+         from_wire="(_epoch_get({r}) or _epoch({r}))"),
+    EnumOrStr(),
+    OptionalOf(),
+    # tuple[X, ...] from an array (a string is iterable too: not accepted).
+    Container("tuple", _tuple_item, list, "an array", each="r",
+              python=("{v} = tuple(r)", "{v} = tuple([{f}item(i, {f}itype) for i in r])"),
+              wire=(lambda w: types.GenericAlias(list, w),
+                    "tuple({r})", "tuple([ITEM for i in {r}])")),
+    # Mapping[str, X] or dict[str, X] from an object.
+    Container("mapping", _mapping_item, dict, "an object", each="r.values()",
+              python=("{v} = r", "{v} = {k: {f}item(i, {f}itype) for k, i in r.items()}"),
+              wire=(lambda w: types.GenericAlias(dict, (str, w)),
+                    "{r}", "{k: ITEM for k, i in {r}.items()}")),
+    Nested(),
+)
+
+
+def find_kind(t: Any) -> Kind | None:
+    for kind in KINDS:
+        if kind.matches(t):
+            return kind
+    return None
+
+
+def _kind(t: Any) -> Kind:
+    kind = find_kind(t)
+    if kind is None:
+        raise Unsupported(f"no field kind decodes {t!r}", t)
+    return kind
+
+
+def field_kind(a: attrs.Attribute[Any]) -> tuple[Kind, Any, bool]:
+    """How field ``a`` is decoded: its kind, the type that kind decodes, and whether the
+    field is optional (absent or ``null`` gives its default).
+
+    Both paths ask this one function, so a per-field policy (say, reading some fields
+    tolerantly) is decided here, by returning another kind."""
+    optional = a.default is not attrs.NOTHING
+    t = split_optional(a.type)[0] if optional else a.type
+    return _kind(t), t, optional
+
+
+# -- type inspection -----------------------------------------------------------------------
+
+
+def split_optional(t: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (t, False). X may be a union."""
+    if get_origin(t) not in (Union, types.UnionType) or _NoneType not in get_args(t):
+        return t, False
+    rest = tuple(a for a in get_args(t) if a is not _NoneType)
+    return (rest[0] if len(rest) == 1 else Union[rest]), True  # noqa: UP007
+
+
+def _enum_of(t: Any) -> type[enum.Enum] | None:
+    """The enum class of ``SomeEnum | str``, else None."""
+    if get_origin(t) not in (Union, types.UnionType):
+        return None
+    args = get_args(t)
+    if len(args) != 2 or str not in args:
+        return None
+    other = args[0] if args[1] is str else args[1]
+    return other if isinstance(other, type) and issubclass(other, enum.Enum) else None
+
+
+def _members(enum_cls: type[enum.Enum] | None) -> Callable[..., Any]:
+    assert enum_cls is not None
+    return {m.value: m for m in enum_cls}.get
+
+
+def _hashable(t: Any) -> bool:
+    try:
+        hash(t)
+    except TypeError:  # e.g. Annotated with unhashable metadata
+        return False
+    return True
+
+
+# -- the guard -----------------------------------------------------------------------------
+
+
+def draft_class(cls: type[Any]) -> type[Any] | None:
+    """Whether decoded objects of ``cls`` may skip ``__init__``: then a mutable class
+    with the slot layout of ``cls`` (a "draft"), else None.
+
+    Skipping is safe only when ``__init__`` would do nothing but store the fields: no
+    validators, converters, factory defaults, ``init=False`` fields, pre/post-init hooks,
+    hand-written ``__init__`` or ``__new__``; and only when CPython lets an object switch from the
+    draft to ``cls`` (the same slots, exactly the fields, on every class of the MRO).
+    """
+    if cls not in _DRAFTS:
+        _DRAFTS[cls] = _draft_class(cls)
+    return _DRAFTS[cls]
+
+
+_DRAFTS: dict[type[Any], type[Any] | None] = {}
+
+
+def _draft_class(cls: type[Any]) -> type[Any] | None:
+    if not (isinstance(cls, type) and attrs.has(cls)):
+        return None
+    if cls.__new__ is not object.__new__ or any(
+            hasattr(cls, name)
+            for name in ("__attrs_pre_init__", "__attrs_post_init__", "__attrs_init__")):
+        return None
+    fields = attrs.fields(cls)
+    if any(not a.init or a.validator is not None or a.converter is not None
+           or isinstance(a.default, attrs.Factory) for a in fields):  # type: ignore[arg-type]
+        return None
+    slots: set[str] = set()
+    for klass in cls.__mro__[:-1]:
+        own = vars(klass).get("__slots__")
+        if own is None:  # instances would have a __dict__
+            return None
+        slots.update([own] if isinstance(own, str) else own)
+    if slots != {a.name for a in fields}:  # e.g. a hash cache, a weakref slot
+        return None
+    draft = type(f"{cls.__name__}Draft", cls.__bases__, {"__slots__": vars(cls)["__slots__"]})
+    try:
+        trial: Any = object.__new__(draft)
+        for a in fields:
+            setattr(trial, a.name, None)  # a frozen base class would refuse
+        trial.__class__ = cls
+    except (TypeError, AttributeError):  # "object layout differs", frozen writes
+        return None
+    return draft
+
+
+# -- generation ----------------------------------------------------------------------------
+
+
+def _register(source: str, label: str) -> str:
+    """A unique file name for generated ``source``, registered with linecache."""
+    base = f"<oxlin_async generated {label}>"
+    name, n = base, 1
+    entry = (len(source), None, source.splitlines(True), name)
+    while linecache.cache.setdefault(name, entry) != entry:
+        n += 1
+        name = f"{base[:-1]} #{n}>"
+        entry = (len(source), None, source.splitlines(True), name)
+    return name
+
+
+def _exec(source: str, env: dict[str, Any], label: str) -> dict[str, Any]:
+    exec(compile(source, _register(source, label), "exec"), env)
+    return env
+
+
+def python_hook(t: Any, lookup: Lookup) -> Hook:
+    """The hook of a non-model type, from its kind's Python code."""
+    code = _kind(t).python(t, lookup)
+    env = dict(_ENV, **{"f_" + k: x for k, x in code.env.items()})
+    body = "".join(f"    {line}\n" for line in code.render().splitlines())
+    source = f"def hook(r, _=None):\n{body}    return v\n"
+    hook: Hook = _exec(source, env, f"hook {_type_name(t)}")["hook"]
+    return hook
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__qualname__", None) or repr(t).replace("typing.", "")
+
+
+@attrs.frozen
+class ModelCode:
+    """The generated functions of one model on one path: ``one(o)`` decodes an object,
+    ``page(items)`` a list of them (the same code inlined in a loop: a call less per
+    item)."""
+
+    one: Callable[..., Any]
+    page: Callable[[list[Any]], list[Any]]
+    filename: str
+
+
+@attrs.frozen
+class WireModel(ModelCode):
+    """Also the msgspec struct the wire values are decoded into."""
+
+    struct: Any
+
+
+_SOURCE = """\
+def one(o, _=None):
+{body}
+    return x
+
+def page(items):
+    out = []
+    add = out.append
+    for o in items:
+{page_body}
+        add(x)
+    return out
+"""
+
+
+def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
+    # init=False fields are not read: __init__ sets them (and the guard sends such a
+    # model through __init__).
+    return tuple(a for a in attrs.fields(attrs.resolve_types(cls)) if a.init)
+
+
+def _generate(cls: type[Any], path: str,
+              field_code: Callable[[attrs.Attribute[Any], str, str, str], list[str]],
+              env: dict[str, Any]) -> dict[str, Any]:
+    """Generate `one` and `page` for ``cls``; ``field_code(a, v, f, default)`` gives the
+    lines that put field ``a``'s value in ``v``, ``default`` when absent."""
+    draft = draft_class(cls)
+    env.update(_ENV, _cls=cls, _draft=draft)
+    fields = _fields(cls)
+    body = []
+    if draft is not None:
+        body.append("x = _new(_draft)")
+    if not fields and path == "python":  # nothing below would notice a non-object
+        body.append("if type(o) is not dict: raise _type_error('an object', o)")
+    for a in fields:
+        f = f"f_{a.name}_"  # this field's helpers; the shared ones start with "_"
+        v, default = (f"x.{a.name}", "None") if draft is not None else (f"v_{a.name}_", "_absent")
+        if draft is not None and a.default is not None and a.default is not attrs.NOTHING:
+            default = f + "default"
+            env[default] = a.default
+        body += field_code(a, v, f, default)
+    if draft is not None:
+        # The object is filled as a mutable draft, then becomes a `cls`: a frozen class's
+        # __setattr__ refuses writes, and going around it costs a call per field.
+        # draft_class() guards this: only plain models with the draft's exact layout.
+        body.append("x.__class__ = _cls")
+    else:
+        body.append("kw = {" + ", ".join(
+            f"{a.alias!r}: v_{a.name}_" for a in fields if a.default is attrs.NOTHING) + "}")
+        body += [f"if v_{a.name}_ is not _absent: kw[{a.alias!r}] = v_{a.name}_"
+                 for a in fields if a.default is not attrs.NOTHING]
+        body.append("x = _cls(**kw)")
+    source = _SOURCE.format(body="\n".join("    " + line for line in body),
+                            page_body="\n".join("        " + line for line in body))
+    label = f"{path} {cls.__module__}.{cls.__qualname__}"
+    return _exec(source, env, label)
+
+
+def python_model(cls: type[Any], lookup: Lookup) -> ModelCode:
+    """The pure path for model ``cls``: decoded JSON objects to ``cls``.
+
+    ``lookup`` gives the hooks of the types inside (nested models, items)."""
+    env: dict[str, Any] = {}
+
+    def field_code(a: attrs.Attribute[Any], v: str, f: str, default: str) -> list[str]:
+        kind, t, optional = field_kind(a)
+        code = kind.python(t, lookup)
+        env.update({f + k: x for k, x in code.env.items()})
+        lines = code.render(v=v, f=f).splitlines()
+        if not optional:
+            return [f"r = o[{a.name!r}]", *lines]
+        return [f"r = o.get({a.name!r})", f"if r is None: {v} = {default}", "else:",
+                *("    " + line for line in lines)]
+
+    env = _generate(cls, "python", field_code, env)
+    return ModelCode(env["one"], env["page"], env["one"].__code__.co_filename)
+
+
+def wire_model(cls: type[Any]) -> WireModel:
+    """The msgspec path for model ``cls``: its wire struct, and the functions from wire
+    structs to ``cls``. Raises :class:`Unsupported` for a type no kind describes."""
+    model = _WIRE_MODELS.get(cls)
+    if model is None:
+        model = _WIRE_MODELS[cls] = _wire_model(cls)
+    return model
+
+
+_WIRE_MODELS: dict[type[Any], WireModel] = {}
+
+
+def _wire_model(cls: type[Any]) -> WireModel:
+    if msgspec is None:  # pragma: no cover - exercised only without the "speed" extra
+        raise Unsupported("msgspec is not installed", cls)
+    env: dict[str, Any] = {}
+    wire_fields: list[tuple[Any, ...]] = []
+
+    def field_code(a: attrs.Attribute[Any], v: str, f: str, default: str) -> list[str]:
+        kind, t, optional = field_kind(a)
+        wire, code = kind.wire(t)
+        env.update({f + k: x for k, x in code.env.items()})
+        expr = code.render(r="r", f=f)
+        wire_fields.append((a.name, Optional[wire], None) if optional else (a.name, wire))  # noqa: UP045 - a runtime type
+        if expr == "r" and (not optional or default == "None"):  # msgspec's value is it
+            return [f"{v} = o.{a.name}"]
+        if not optional:
+            return [f"r = o.{a.name}", f"{v} = {expr}"]
+        return [f"r = o.{a.name}", f"{v} = {default} if r is None else {expr}"]
+
+    env = _generate(cls, "wire", field_code, env)
+    # gc=False: decoded JSON cannot form cycles, and untracked structs spare the collector.
+    struct = msgspec.defstruct(f"{cls.__name__}Wire", wire_fields, kw_only=True, gc=False)
+    return WireModel(env["one"], env["page"], env["one"].__code__.co_filename, struct)
