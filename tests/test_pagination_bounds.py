@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+from _helpers import new_client
 
 import oxlin_async as ox
 from oxlin_async import AsyncPaginator
@@ -168,8 +169,7 @@ class PeakTrace:
 async def traced(sandbox: OxlinSandbox) -> AsyncIterator[tuple[ox.UserClient, PeakTrace]]:
     trace = PeakTrace()
     async with aiohttp.ClientSession(trace_configs=[trace.config()]) as http, \
-            ox.OxlinClient(sandbox.client_id, sandbox.client_secret,
-                           environment=sandbox.environment, session=http) as client:
+            new_client(sandbox, session=http) as client:
         user = sandbox.users[0]
         yield client.as_user(user.email, user.password), trace
 

@@ -11,20 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import inspect
-import socket
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from _helpers import PARIS, closed_port, new_client
 from yarl import URL
 
 import oxlin_async as ox
 from oxlin_async.testing import OxlinSandbox
 
-PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.timezone.utc
 JAN_1_2025_PARIS = 1735686000  # 2025-01-01T00:00:00+01:00
 
@@ -67,8 +65,7 @@ class Sent:
 async def traced(sandbox: OxlinSandbox) -> AsyncIterator[tuple[ox.UserClient, Sent]]:
     sent = Sent()
     async with aiohttp.ClientSession(trace_configs=[sent.config()]) as http, \
-            ox.OxlinClient(sandbox.client_id, sandbox.client_secret,
-                           environment=sandbox.environment, session=http) as client:
+            new_client(sandbox, session=http) as client:
         user = sandbox.users[0]
         yield client.as_user(user.email, user.password), sent
 
@@ -125,17 +122,10 @@ async def test_values_on_the_wire(traced: tuple[ox.UserClient, Sent]) -> None:
 
 
 # -------------------------------------------------------------------- what is refused
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 async def nowhere() -> AsyncIterator[ox.UserClient]:
     """A user whose every request would fail to connect (and is not retried)."""
-    base = f"http://127.0.0.1:{_closed_port()}"
+    base = f"http://127.0.0.1:{closed_port()}"
     env = ox.Environment(auth_url=base, api_url=f"{base}/v2.1", embed_url=f"{base}/v2.1")
     async with ox.OxlinClient("id", "secret", environment=env,
                               retry=ox.RetryPolicy.disabled()) as client:

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _helpers import new_client
 
 import oxlin_async as ox
 from oxlin_async.testing import OxlinSandbox
@@ -58,11 +59,6 @@ def arrivals(box: OxlinSandbox) -> Arrivals:
     return counter
 
 
-def client_for(box: OxlinSandbox, **options: Any) -> ox.OxlinClient:
-    return ox.OxlinClient(box.client_id, box.client_secret, environment=box.environment,
-                          **options)
-
-
 def api_faults(box: OxlinSandbox, **faults: Any) -> None:
     """Faults on the API only: token requests go through untouched."""
     box.set_faults(paths=("/api/",), **faults)
@@ -72,7 +68,7 @@ def api_faults(box: OxlinSandbox, **faults: Any) -> None:
 async def test_the_default_policy_makes_one_attempt_and_three_retries(
         box: OxlinSandbox, arrivals: Arrivals) -> None:
     assert ox.RetryPolicy().max_retries == 3
-    async with client_for(box) as client:  # the default policy
+    async with new_client(box, retry=None) as client:  # the client's default policy
         await client.categories.list()
         api_faults(box, rate_503=1.0, retry_after=0)
         with pytest.raises(ox.ServerError) as raised:
@@ -86,7 +82,7 @@ async def test_the_default_policy_makes_one_attempt_and_three_retries(
 async def test_max_retries_counts_the_retries_after_the_first_attempt(
         box: OxlinSandbox, arrivals: Arrivals, retries: int) -> None:
     policy = ox.RetryPolicy(max_retries=retries, initial_backoff=0.001, max_backoff=0.001)
-    async with client_for(box, retry=policy) as client:
+    async with new_client(box, retry=policy) as client:
         await client.categories.list()
         api_faults(box, rate_500=1.0)
         with pytest.raises(ox.ServerError):
@@ -103,7 +99,7 @@ def test_a_negative_max_retries_is_refused() -> None:
 
 async def test_a_504_is_retried(box: OxlinSandbox, arrivals: Arrivals) -> None:
     policy = ox.RetryPolicy(max_retries=2, initial_backoff=0.001, max_backoff=0.001)
-    async with client_for(box, retry=policy) as client:
+    async with new_client(box, retry=policy) as client:
         await client.categories.list()
         api_faults(box, rate_504=1.0)
         with pytest.raises(ox.ServerError) as raised:
@@ -118,7 +114,7 @@ async def test_a_504_is_retried(box: OxlinSandbox, arrivals: Arrivals) -> None:
 
 # --------------------------------------------------------------------------- how long
 async def test_a_retry_waits_for_retry_after(box: OxlinSandbox, arrivals: Arrivals) -> None:
-    async with client_for(box, retry=ox.RetryPolicy(max_retries=1)) as client:
+    async with new_client(box, retry=ox.RetryPolicy(max_retries=1)) as client:
         await client.categories.list()
         api_faults(box, rate_503=1.0, retry_after=1)
         with pytest.raises(ox.ServiceUnavailableError) as raised:
@@ -132,14 +128,14 @@ async def test_a_retry_after_at_the_cap_is_waited_for_and_above_it_raises_at_onc
         box: OxlinSandbox, arrivals: Arrivals) -> None:
     api_faults(box, rate_429=1.0, retry_after=1)
     at_cap = ox.RetryPolicy(max_retries=1, max_retry_after=1)
-    async with client_for(box, retry=at_cap) as client:
+    async with new_client(box, retry=at_cap) as client:
         with pytest.raises(ox.RateLimitError):
             await client.categories.list()
     first, second = arrivals.times(CATEGORIES)
     assert second - first >= 1 - SLACK
 
     below = ox.RetryPolicy(max_retries=3, max_retry_after=0.999)
-    async with client_for(box, retry=below) as client:
+    async with new_client(box, retry=below) as client:
         with pytest.raises(ox.RateLimitError) as raised:
             await client.categories.list()
     assert raised.value.retry_after == 1
@@ -155,7 +151,7 @@ async def first_arrival(arrivals: Arrivals, route: str, after: int) -> None:
 async def test_the_default_cap_on_retry_after_is_sixty_seconds(
         box: OxlinSandbox, arrivals: Arrivals) -> None:
     assert ox.RetryPolicy().max_retry_after == 60
-    async with client_for(box) as client:
+    async with new_client(box, retry=None) as client:  # the client's default policy
         await client.categories.list()
         # Above the cap: the error comes at once, with no retry.
         api_faults(box, rate_429=1.0, retry_after=61)
@@ -195,7 +191,7 @@ async def test_a_429_holds_back_a_request_already_queued_for_a_slot(
         box: OxlinSandbox, arrivals: Arrivals) -> None:
     # No retries, so each request meets one 429; a Retry-After at the cap closes the gate.
     policy = ox.RetryPolicy(max_retries=0, max_retry_after=1)
-    async with client_for(box, max_concurrency=1, retry=policy) as client:
+    async with new_client(box, max_concurrency=1, retry=policy) as client:
         await client.categories.list()
         # The 429 takes a moment to come back: meanwhile the second request passes the
         # (still open) gate and queues for the only slot.
@@ -231,7 +227,7 @@ async def test_a_borrowed_session_sends_the_sdk_headers(
         box: OxlinSandbox, user_agent: str | None) -> None:
     seen = SentHeaders()
     async with aiohttp.ClientSession(trace_configs=[seen.config()]) as http:
-        async with client_for(box, session=http, user_agent=user_agent) as client:
+        async with new_client(box, session=http, user_agent=user_agent) as client:
             await client.categories.list()
             user = box.users[0]
             await client.as_user(user.email, user.password).users.me()
@@ -254,7 +250,7 @@ async def test_close_abandons_a_token_renewal_in_flight(
     # A borrowed session stays open after the client closes: only cancelling the renewal
     # can end the request waiting on it.
     async with aiohttp.ClientSession() as http:
-        client = client_for(box, session=http)
+        client = new_client(box, session=http)
         box.set_faults(paths=("/auth/",), latency=0.5)  # the token endpoint is slow
         request = asyncio.create_task(client.categories.list())
         await first_arrival(arrivals, TOKEN, 0)
