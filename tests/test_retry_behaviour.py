@@ -112,6 +112,24 @@ async def test_a_504_is_retried(box: OxlinSandbox, arrivals: Arrivals) -> None:
         assert await client.categories.list()  # and the gateway recovered: no error left
 
 
+async def test_request_stats_count_each_attempt_once(
+        box: OxlinSandbox, arrivals: Arrivals) -> None:
+    policy = ox.RetryPolicy(max_retries=2, initial_backoff=0.001, max_backoff=0.001)
+    async with new_client(box, retry=policy) as client:
+        who = box.users[0]
+        stats = ox.RequestStats()
+        user = client.as_user(who.email, who.password).with_options(stats=stats)
+        await user.users.me()  # the password grant, then the request
+        assert (stats.requests, stats.token_requests, stats.retries) == (2, 1, 0)
+        assert arrivals[TOKEN] == 1 and arrivals["GET /api/v2.1/users/me"] == 1
+
+        api_faults(box, rate_500=1.0)
+        with pytest.raises(ox.ServerError):
+            await user.users.me()
+        assert (stats.requests, stats.token_requests, stats.retries) == (2 + 3, 1, 2)
+        assert arrivals["GET /api/v2.1/users/me"] == 1 + 3
+
+
 # --------------------------------------------------------------------------- how long
 async def test_a_retry_waits_for_retry_after(box: OxlinSandbox, arrivals: Arrivals) -> None:
     async with new_client(box, retry=ox.RetryPolicy(max_retries=1)) as client:
