@@ -123,6 +123,19 @@ def test_retry_after_as_an_http_date() -> None:
     assert parse_retry_after("Sun, 99 Foo 2025 25:61:00 GMT", NOW) is None
 
 
+def test_a_minus_0000_date_is_utc_whatever_the_local_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # "-0000" parses to a naive datetime; read as local time it would be off by the offset.
+    minus_0000 = email.utils.formatdate(NOW + 30).replace("+0000", "-0000")
+    monkeypatch.setenv("TZ", "UTC+5")  # POSIX: five hours west of UTC, no zone database
+    time.tzset()
+    try:
+        assert parse_retry_after(minus_0000, NOW) == pytest.approx(30.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 # ------------------------------------------------------------ RequestOptions defaults
 @pytest.mark.parametrize(("method", "idempotent"), [
     ("GET", True), ("HEAD", True), ("PUT", True), ("DELETE", True), ("OPTIONS", True),
