@@ -130,12 +130,19 @@ class ParquetWriter:
                 out.close()
                 out, number, rows_in_part = None, number + 1, 0
 
+        def room() -> int:
+            left = ROW_GROUP - pending_rows
+            return min(left, PART_ROWS - rows_in_part - pending_rows) if self.directory else left
+
         try:
             for batch in self._batches():
-                pending.append(batch)
-                pending_rows += batch.num_rows
-                if pending_rows >= ROW_GROUP:
-                    flush()
+                while batch.num_rows:
+                    head = batch.slice(0, room())
+                    pending.append(head)
+                    pending_rows += head.num_rows
+                    batch = batch.slice(head.num_rows)
+                    if room() == 0:
+                        flush()
             if pending or (out is None and not (self.directory and number)):
                 flush()  # the last rows, or an empty file with the schema
         finally:
