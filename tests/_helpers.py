@@ -64,7 +64,8 @@ def _day(ts: int | None) -> dt.date | None:
     return None if ts is None else paris_day(ts)
 
 
-def row_truth(box: OxlinSandbox, keep: Callable[[Record], bool] = lambda r: True
+def row_truth(box: OxlinSandbox, keep: Callable[[Record], bool] = lambda r: True,
+              only_users: Iterable[str] | None = None
               ) -> dict[tuple[str, str], dict[str, Any]]:
     """Every seeded transaction as the export row should hold it, by (user key, id): the
     owning user's id, the account's connection and type, the calendar days (Paris), the
@@ -73,7 +74,10 @@ def row_truth(box: OxlinSandbox, keep: Callable[[Record], bool] = lambda r: True
 
     names = {c[0]: c[1] for c in CATEGORIES}
     out: dict[tuple[str, str], dict[str, Any]] = {}
+    wanted = None if only_users is None else set(only_users)
     for user in box.users:
+        if wanted is not None and user.email not in wanted:
+            continue
         data = box.state.data(int(user.id))
         for t in data.all_transactions():
             if not keep(t):
