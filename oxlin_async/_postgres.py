@@ -93,16 +93,20 @@ def _psycopg() -> Any:
     return psycopg
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PostgresWriter:
     def __init__(self, url: str) -> None:
-        psycopg = _psycopg()
+        self._psycopg = psycopg = _psycopg()
         self.path = redact(url)
         try:
             self._db = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
             # libpq's message names the host and the user, never the password
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"cannot connect to {self.path}: {first}") from None
+            raise ValueError(f"cannot connect to {self.path}: {_first_line(exc)}") from None
         try:
             with self._db.transaction():
                 self._db.execute(_SCHEMA)
@@ -113,7 +117,24 @@ class PostgresWriter:
         self._accounts: dict[str, dict[str, Account]] = {}
         self._user_ids: dict[str, str | None] = {}
 
+    def _failed(self, exc: BaseException) -> OSError:
+        """The database failed mid-run (server gone, disk full): one line, as for a file
+        that cannot be written, without psycopg's exception (or its connection) kept."""
+        return OSError(f"PostgreSQL {self.path}: {_first_line(exc)}")
+
     def write(self, page: Page) -> None:
+        try:
+            self._write(page)
+        except self._psycopg.Error as exc:
+            raise self._failed(exc) from None
+
+    def user_done(self, report: UserReport) -> None:
+        try:
+            self._user_done(report)
+        except self._psycopg.Error as exc:
+            raise self._failed(exc) from None
+
+    def _write(self, page: Page) -> None:
         self._accounts.setdefault(page.user, {})[page.account.id] = page.account
         self._user_ids[page.user] = page.user_id
         rows = _pg_rows(page)
@@ -122,7 +143,7 @@ class PostgresWriter:
             for row in rows:
                 copy.write_row(row)
 
-    def user_done(self, report: UserReport) -> None:
+    def _user_done(self, report: UserReport) -> None:
         """Upsert the user's rows in one transaction, or (failed) drop them."""
         accounts = self._accounts.pop(report.user, {})
         user_id = self._user_ids.pop(report.user, None) or report.user_id

@@ -156,3 +156,31 @@ def test_killed_then_resumed(pg_server: Server, pg_database: str, tmp_path: Path
 def _has_users(server: Server, database: str) -> bool:
     return bool(query(server, database,
                       "SELECT 1 FROM information_schema.tables WHERE table_name = 'users'"))
+
+
+def test_a_database_lost_mid_run_is_one_line_without_the_password(
+        pg_server: Server, pg_database: str) -> None:
+    from oxlin_async._convert import structure
+    from oxlin_async._postgres import PostgresWriter
+    from oxlin_async.bulk import Batch
+    from oxlin_async.models import Account, Transaction
+
+    writer = PostgresWriter(pg_server.url(pg_database))
+    try:
+        assert pg_server.password not in repr(writer.__dict__)
+        with pg_server.connect() as admin:  # the server ends the writer's session
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (pg_database,))
+        account = structure({
+            "id": "2", "connection_id": "9", "name": "C", "type": "CHECKINGS",
+            "status": "ACTIVE", "currency": "EUR", "balance": 1, "balance_date": 0,
+            "creation_date": 0}, Account)
+        tx = structure({"id": "1", "account_id": "2", "currency": "EUR", "type": "DEBIT",
+                        "origin": "ORIGINAL", "status": "BOOKED", "category_id": "P",
+                        "date": 0, "import_date": 0, "amount": -1, "label": "x"}, Transaction)
+        with pytest.raises(OSError, match=f"PostgreSQL postgresql://{pg_server.user}@") as info:
+            writer.write(Batch("jane@example.com", account, [tx]))
+        assert pg_server.password not in str(info.value)
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+    finally:
+        writer.close()
