@@ -123,7 +123,6 @@ def test_resume_from_any_checkpoint_line_with_interleaved_pages(tmp_path: Path) 
     original = _parquet.ParquetWriter.finish
 
     def keep_stream(self: _parquet.ParquetWriter) -> None:
-        self._stream.close()
         self._file.flush()
         full_part.write_bytes(Path(self.part).read_bytes())
         original(self)
@@ -143,3 +142,30 @@ def test_resume_from_any_checkpoint_line_with_interleaved_pages(tmp_path: Path) 
         (tmp_path / "CP").write_text("\n".join(lines[:k]) + '\n{"user": "us')
         assert run([*args, "--resume"]) == 0
         assert_rows(by_pyarrow(tmp_path / "tx.parquet"), want)
+
+
+def test_row_groups_are_written_as_pages_arrive(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory holds at most one row group: the others are in the file before the end."""
+    from oxlin_async._convert import structure
+    from oxlin_async.bulk import Batch
+    from oxlin_async.models import Account, Transaction
+
+    monkeypatch.setattr(_parquet, "ROW_GROUP", 50)
+    account = structure({"id": "2", "connection_id": "9", "name": "C", "type": "SAVINGS",
+                         "status": "ACTIVE", "currency": "EUR", "balance": 1,
+                         "balance_date": 0, "creation_date": 0}, Account)
+    writer = _parquet.ParquetWriter(str(tmp_path / "tx.parquet"), resume_offset=None)
+    for page in range(10):
+        writer.write(Batch("jane@example.com", account, [structure(
+            {"id": f"{page}-{i}", "account_id": "2", "currency": "EUR", "type": "DEBIT",
+             "origin": "ORIGINAL", "status": "BOOKED", "category_id": "P", "date": 0,
+             "import_date": 0, "amount": -1.5, "label": "x"}, Transaction)
+            for i in range(30)], "7", {}))
+        assert writer._pending_rows < 50  # the rest went out as row groups
+    assert (tmp_path / "tx.parquet.tmp").stat().st_size > 0  # already written
+    writer.commit()
+    writer.finish()
+    meta = pq.ParquetFile(tmp_path / "tx.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [50] * 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tx.parquet"]
