@@ -84,11 +84,15 @@ class BulkUser:
 
 @attrs.frozen
 class Batch:
-    """One page of one account's transactions."""
+    """One page of one account's transactions, and whose they are (a `_rows.Page`)."""
 
     user: str
     account: Account
     transactions: list[Transaction]
+    #: the user's Oxlin id (None when the token may not read ``/users/me``)
+    user_id: str | None = None
+    #: category id -> name, read once per run (``GET /categories``)
+    categories: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
 
 #: pending, done, failed, or skipped (already done in the checkpoint)
@@ -242,7 +246,9 @@ class BulkRun:
                  checkpoint: Checkpoint | str | os.PathLike[str] | None = None,
                  checkpoint_extra: Callable[[], Mapping[str, Any]] | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
-                 progress_interval: float = 0.2, **filters: Any) -> None:
+                 progress_interval: float = 0.2,
+                 on_user_done: Callable[[UserReport], None] | None = None,
+                 **filters: Any) -> None:
         for name, value in (("concurrency", concurrency),
                             ("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
             if not isinstance(value, int) or value < 1:
@@ -263,8 +269,13 @@ class BulkRun:
                            else Checkpoint(checkpoint))
         self._checkpoint_extra = checkpoint_extra
         self._on_progress = on_progress
+        #: called in the consumer's task once a user is over, all its batches taken
+        self._on_user_done = on_user_done
         self._interval = progress_interval
         self._reports: list[UserReport] = []
+        # The categories' names, read once per run with the first user's token.
+        self._categories: dict[str, str] | None = None
+        self._categories_lock = asyncio.Lock()
         # Running totals, so that progress costs the same at user 10 and at user 10**6:
         # users in flight keep their own stats until they are folded in here.
         self._active: dict[int, tuple[UserReport, RequestStats]] = {}
@@ -308,6 +319,8 @@ class BulkRun:
                         self.checkpoint.account_done(item.report.user, item.account_id, extra)
                 elif isinstance(item, _UserDone):
                     report = item.report
+                    if self._on_user_done is not None:
+                        self._on_user_done(report)
                     if report.status == "done" and self.checkpoint is not None:
                         self.checkpoint.user_done(report.user)
                     self._fold(report)
@@ -428,8 +441,14 @@ class BulkRun:
                 with contextlib.suppress(PermissionDeniedError):
                     await user_client.users.me()
 
+        async def read_categories() -> None:
+            async with self._categories_lock:  # one request per run, not per user
+                if self._categories is None:
+                    self._categories = {c.id: c.label
+                                        for c in await user_client.categories.list()}
+
         try:
-            await _all_or_nothing([list_accounts(), learn_id()])
+            await _all_or_nothing([list_accounts(), learn_id(), read_categories()])
             report.user_id = user_client.user_id
             todo = [a for a in accounts if self.checkpoint is None
                     or (user.key, a.id) not in self.checkpoint.accounts]
@@ -459,6 +478,7 @@ class BulkRun:
             newest = max(t.import_date for t in page)
             if report.last_import_date is None or newest > report.last_import_date:
                 report.last_import_date = newest
-            await self._queue.put(Batch(report.user, account, page))
+            await self._queue.put(Batch(report.user, account, page, report.user_id,
+                                        self._categories or {}))
             self._progress()
         await self._queue.put(_AccountDone(report, account.id))

@@ -26,6 +26,7 @@ from . import __version__
 from ._client import OxlinClient
 from ._export import FORMATS, Writer, format_of, open_writer
 from ._filters import TransactionFilter
+from ._postgres import is_url, redact
 from ._retry import RetryPolicy
 from .bulk import BulkResult, BulkUser, Checkpoint, Progress
 from .environments import Environment
@@ -197,9 +198,13 @@ def _add_export(export: argparse.ArgumentParser) -> None:
     export.add_argument("--users", metavar="FILE",
                         help="CSV: email,password per line, or access_token[,refresh_token] "
                              "(default with --sandbox: every seeded user)")
-    export.add_argument("--out", required=True, metavar="FILE", help="the output file")
+    export.add_argument("--out", required=True, metavar="FILE|URL",
+                        help="the output file (Parquet: a file, or a folder of parts when "
+                             "it ends with /), or a postgresql://user@host/db URL "
+                             "(credentials also from the PG* variables)")
     export.add_argument("--format", choices=tuple(FORMATS),
-                        help="default: from the extension of --out, else jsonl")
+                        help="default: postgresql for a postgresql:// URL, else from the "
+                             "extension of --out (.csv, .db/.sqlite, .parquet), else jsonl")
     hosts = export.add_argument_group("hosts")
     hosts.add_argument("--env", choices=("sandbox", "production"), default="sandbox")
     hosts.add_argument("--auth-url")
@@ -345,8 +350,18 @@ def _write_report(path: str, result: BulkResult) -> None:
     os.replace(tmp, path)
 
 
+def _local(out: str) -> str:
+    """Where the files named after `out` go: beside it, or for a database URL, in the
+    current folder, named after the database (never after the URL: it may hold a
+    password)."""
+    if is_url(out):
+        database = redact(out).rsplit("/", 1)[-1] or "postgresql"
+        return f"postgresql-{database}"
+    return out.rstrip("/" + os.sep) or out
+
+
 def _checkpoint(args: argparse.Namespace) -> Checkpoint | None:
-    path = args.checkpoint or (args.out + ".checkpoint" if args.resume else None)
+    path = args.checkpoint or (_local(args.out) + ".checkpoint" if args.resume else None)
     if path is None:
         return None
     if os.path.exists(path) and not args.resume:
@@ -370,8 +385,9 @@ def export_command(args: argparse.Namespace) -> int:
         raise InputError("--users is required unless --sandbox")
     transaction_filter = _filter(args)
     users = read_users(args.users) if args.users else None
-    report = args.report or args.out + ".report.json"
-    _check_writable(args.out)
+    report = args.report or _local(args.out) + ".report.json"
+    if not is_url(args.out):
+        _check_writable(args.out.rstrip("/" + os.sep) or args.out)
     _check_writable(report)  # written at the very end
     plan = _Plan(args, credentials, users, transaction_filter, args.format or format_of(args.out),
                  report, _checkpoint(args))
@@ -423,7 +439,11 @@ def _open_writer(plan: _Plan, stack: contextlib.AsyncExitStack) -> Writer:
             else None)
     except sqlite3.DatabaseError as exc:
         raise InputError(f"cannot use {plan.args.out} as an SQLite database: {exc}") from None
+    except ValueError as exc:  # a missing extra, an unreachable database
+        raise InputError(str(exc)) from None
     stack.callback(writer.close)
+    if resume and plan.checkpoint is not None:
+        writer.resume(plan.checkpoint)
     return writer
 
 
@@ -437,9 +457,10 @@ async def _run(plan: _Plan, client: OxlinClient, users: list[BulkUser], writer: 
     run = client.bulk_transactions(
         users, filter=plan.filter, concurrency=args.concurrency,
         per_user_concurrency=args.per_user_concurrency, checkpoint=plan.checkpoint,
-        checkpoint_extra=writer.commit, on_progress=display.update)
+        checkpoint_extra=writer.commit, on_progress=display.update,
+        on_user_done=writer.user_done)
     async for batch in run:
-        writer.write(batch.user, batch.account, batch.transactions)
+        writer.write(batch)
     assert run.result is not None  # set once the iteration is over
     writer.record_users(run.result.users)
     writer.commit()
@@ -452,7 +473,8 @@ def _summarise(plan: _Plan, result: BulkResult) -> int:
     if not plan.args.quiet:
         print(f"exported {result.transactions:,} transactions of "
               f"{len(result.users) - len(result.failed)}/{len(result.users)} users to "
-              f"{plan.args.out} in {result.elapsed:.1f}s", file=sys.stderr)
+              f"{redact(plan.args.out) if is_url(plan.args.out) else plan.args.out} in "
+              f"{result.elapsed:.1f}s", file=sys.stderr)
         for failed in result.failed:
             print(f"  failed: {failed.user}: {failed.error_type}: {failed.error}",
                   file=sys.stderr)

@@ -55,6 +55,95 @@ def assert_exact(got: Truth, want: Truth) -> None:
     assert all(isinstance(amount, Decimal) for _, amount in got.values())
 
 
+# -- the export row (oxlin_async._rows.ROW) ----------------------------------------------
+def _instant(ts: int | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+def _day(ts: int | None) -> dt.date | None:
+    return None if ts is None else paris_day(ts)
+
+
+def row_truth(box: OxlinSandbox, keep: Callable[[Record], bool] = lambda r: True,
+              only_users: Iterable[str] | None = None
+              ) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every seeded transaction as the export row should hold it, by (user key, id): the
+    owning user's id, the account's connection and type, the calendar days (Paris), the
+    exact amount, the category's name, the instants in UTC."""
+    from oxlin_async.testing._records import CATEGORIES
+
+    names = {c[0]: c[1] for c in CATEGORIES}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    wanted = None if only_users is None else set(only_users)
+    for user in box.users:
+        if wanted is not None and user.email not in wanted:
+            continue
+        data = box.state.data(int(user.id))
+        for t in data.all_transactions():
+            if not keep(t):
+                continue
+            account = data.accounts[t.account_id]
+            out[(user.email, str(t.id))] = {
+                "id": str(t.id), "user": user.email, "user_id": str(user.id),
+                "connection_id": str(account.connection_id), "account_id": str(t.account_id),
+                "account_type": account.type, "date": paris_day(t.date),
+                "value_date": _day(t.value_date), "booking_date": _day(t.booking_date),
+                "amount": amount_of(t), "currency": t.currency, "label": t.label,
+                "category_id": t.category_id, "category": names.get(t.category_id),
+                "type": t.type, "status": t.status, "origin": t.origin,
+                "import_date": _instant(t.import_date),
+                "last_update_date": _instant(t.last_update_date), "notes": t.notes}
+    return out
+
+
+def row_values(row: dict[str, Any]) -> dict[str, Any]:
+    """A row read back from any format, as Python values of its column's kind: text,
+    `Decimal`, `date`, aware `datetime` (an empty CSV cell or SQL NULL is None). A float
+    amount, a naive instant or an instant where a day belongs fails here."""
+    from oxlin_async._rows import ROW, Kind
+
+    out: dict[str, Any] = {}
+    for column in ROW:
+        value = row[column.name]
+        if value is None or value == "":
+            out[column.name] = None
+        elif column.kind is Kind.DECIMAL:
+            assert isinstance(value, (str, Decimal)), (column.name, value)
+            out[column.name] = Decimal(value)
+        elif column.kind is Kind.DAY:
+            if isinstance(value, str):
+                assert len(value) == 10, value  # YYYY-MM-DD, not an instant
+                value = dt.date.fromisoformat(value)
+            assert type(value) is dt.date, (column.name, value)
+            out[column.name] = value
+        elif column.kind is Kind.INSTANT:
+            if isinstance(value, str):
+                value = dt.datetime.fromisoformat(value)
+            assert isinstance(value, dt.datetime) and value.utcoffset() is not None, value
+            out[column.name] = value
+        else:
+            assert isinstance(value, str), (column.name, value)
+            out[column.name] = value
+    return out
+
+
+def assert_rows(rows: Iterable[dict[str, Any]], want: dict[tuple[str, str], dict[str, Any]]
+                ) -> None:
+    """Every row field equal to the truth (`row_truth`), each transaction exactly once."""
+    got: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        values = row_values(row)
+        key = (values["user"], values["id"])
+        assert key not in got, f"exported twice: {key}"
+        got[key] = values
+    missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
+    assert not missing and not extra, (f"{len(missing)} missing, e.g. {sorted(missing)[:3]}; "
+                                       f"{len(extra)} extra, e.g. {sorted(extra)[:3]}")
+    wrong = [(k, name, got[k][name], want[k][name]) for k in want for name in want[k]
+             if got[k][name] != want[k][name]]
+    assert not wrong, wrong[:5]
+
+
 # -- the SDK against the emulator ---------------------------------------------------------
 #: Routes as the emulator's counters name them.
 ME = "GET /api/v2.1/users/me"
