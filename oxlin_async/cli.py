@@ -429,7 +429,8 @@ def _check_writable(path: str) -> str:
 
 class _Display:
     """A live progress bar on stderr (rich, when installed and on a terminal), fitting
-    80 columns: users done, elapsed, ETA first; retries and failures once there are any."""
+    80 columns: users done, elapsed time, ETA, transactions; retries and failures once
+    there are any."""
 
     def __init__(self, enabled: bool, console: Any = None) -> None:
         self._bar: Any = None
@@ -438,25 +439,20 @@ class _Display:
             return
         try:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
         except ImportError:  # the cli extra is not installed: no bar
             return
-        self._bar = Bar(TextColumn("users"), BarColumn(bar_width=10), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                        TextColumn("{task.fields[stats]}"),
+        self._bar = Bar(BarColumn(bar_width=8), TextColumn("{task.fields[users]} users"),
+                        TextColumn("{task.fields[elapsed]}"), TextColumn("ETA"),
+                        TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
                         console=console or Console(stderr=True), transient=True)
 
     def __enter__(self) -> _Display:
         if self._bar is not None:
             self._bar.start()
-            self._task = self._bar.add_task("export", total=None, stats="")
+            self._task = self._bar.add_task("export", total=None, users="0/?",
+                                            elapsed="0:00:00", stats="")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -466,14 +462,18 @@ class _Display:
     def update(self, p: Progress) -> None:
         if self._bar is None:
             return
-        self._bar.update(self._task, total=p.users_total, completed=p.users_done + p.users_failed,
+        done = p.users_done + p.users_failed
+        minutes, seconds = divmod(int(p.elapsed), 60)
+        self._bar.update(self._task, total=p.users_total, completed=done,
+                         users=f"{done}/{'?' if p.users_total is None else p.users_total}",
+                         elapsed=f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}",
                          stats=progress_stats(p))
 
 
 def progress_stats(p: Progress) -> str:
-    """The numbers beside the bar, shortest first to keep; zeros left out."""
-    rate = p.transactions / p.elapsed if p.elapsed > 0 else 0.0
-    parts = [f"{_short(p.transactions)} tx", f"{_short(rate)}/s"]
+    """The numbers after the bar and the times: transactions, then retries and failures
+    only once there are any (80 columns hold them all)."""
+    parts = [f"{_short(p.transactions)} tx"]
     if p.retries:
         parts.append(f"{_short(p.retries)} retries")
     if p.users_failed:
@@ -656,6 +656,9 @@ async def _run(plan: _Plan, client: OxlinClient, users: list[BulkUser], writer: 
     async for batch in run:
         writer.write(batch.user, batch.account, batch.transactions)
     assert run.result is not None  # set once the iteration is over
+    if plan.checkpoint is not None:  # users an earlier run finished are known by id too
+        for report in run.result.users:
+            report.user_id = report.user_id or plan.checkpoint.user_ids.get(report.user)
     writer.record_users(run.result.users)
     writer.commit()
     writer.finish()
