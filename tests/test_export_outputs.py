@@ -236,3 +236,32 @@ def test_the_progress_bar_fits_80_columns() -> None:
     quiet = progress_stats(Progress(users_total=3, users_done=1, users_failed=0,
                                     transactions=10, requests=4, retries=0, elapsed=1.0))
     assert "retries" not in quiet and "failed" not in quiet
+
+
+# ----------------------------------------------------------------------- interrupts
+@pytest.mark.parametrize("fmt", ["jsonl", "sqlite"])
+def test_an_interrupted_sandbox_run_says_what_it_kept(tmp_path: Path, fmt: str) -> None:
+    args = ["export", "--sandbox", "--sandbox-latency-ms", "50", "--concurrency", "4",
+            "--checkpoint", "CP", "--out", f"tx.{fmt}", "--quiet"]
+    process = subprocess.Popen([sys.executable, "-m", "oxlin_async", *args], cwd=tmp_path,
+                               env=clean_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _lines(tmp_path / "CP") < 3:
+            assert process.poll() is None, "finished before it could be interrupted"
+            assert time.monotonic() < deadline, "no checkpoint progress"
+            time.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Error handling request" not in err, err
+    assert "--resume" in err
+    if fmt == "sqlite":
+        assert ".part" not in err and "tx.sqlite" in err
+    else:
+        assert "tx.jsonl.part" in err
