@@ -69,7 +69,8 @@ class BulkUser:
     """One user to fetch: by e-mail and password (`with_password`), or by user token
     (`with_token`). `key` names the user in results, checkpoints and exports: the e-mail,
     or for a token user `token_key` of its token pair. Two users with the same key are
-    the same user."""
+    the same user; a bulk run also finds two keys of one Oxlin user (by the id
+    ``/users/me`` gives) and fetches that user once, failing the other key."""
 
     key: str
     email: str | None = None
@@ -315,6 +316,9 @@ class BulkRun:
                                          f"or (email, password) tuples, got {users!r:.40}")
         self._users = users
         self._on_token = on_token
+        #: user key by Oxlin user id: two keys of one user (an e-mail and a token, two
+        #: token pairs) are the same user, fetched once
+        self._owners: dict[str, str] = {}
         self.concurrency = concurrency
         self.per_user_concurrency = per_user_concurrency
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=buffer)
@@ -494,6 +498,7 @@ class BulkRun:
         try:
             await _all_or_nothing([list_accounts(), learn_id()])
             report.user_id = user_client.user_id
+            self._claim(user.key, report.user_id)
             todo = [a for a in accounts if self.checkpoint is None
                     or (user.key, a.id) not in self.checkpoint.accounts]
             report.accounts = len(accounts)
@@ -510,6 +515,17 @@ class BulkRun:
             # left once the walk is cancelled or failed: do not leave it running.
             await user_client.tokens.aclose()
         await self._queue.put(_UserDone(report))
+
+    def _claim(self, key: str, user_id: str | None) -> None:
+        """`key` is Oxlin user `user_id`: refused if another key of this export is."""
+        if user_id is None:
+            return
+        if not self._owners and self.checkpoint is not None:
+            self._owners = {uid: k for k, uid in self.checkpoint.user_ids.items()}
+        owner = self._owners.setdefault(user_id, key)
+        if owner != key:
+            raise ArgumentError("users", f"{key} is the same Oxlin user (id {user_id}) as "
+                                         f"{owner}: exported once, as {owner}")
 
     async def _fetch_account(self, user_client: UserClient, report: UserReport,
                              account: Account) -> None:

@@ -207,3 +207,24 @@ def test_resume_with_a_reordered_file_of_email_users(tmp_path: Path) -> None:
     assert report["failed"] == 0 and report["transactions"] == len(truth(box))
     assert {r["user"]: r["status"] for r in report["results"]} == {
         e[3]: "done", e[1]: "done", e[2]: "skipped", e[0]: "skipped"}
+
+
+def test_one_oxlin_user_under_two_keys_is_exported_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = OxlinSandbox(users=2, seed=47, transactions_per_account=10)
+    with served(box):
+        pairs = token_pairs(box)
+        jane, bob = box.users
+        # jane by e-mail and by token: one user, two keys
+        Path("users.csv").write_text(f"{jane.email},{jane.password}\n"
+                                     f"{bob.email},{bob.password}\n"
+                                     + ",".join(pairs[jane.email]) + "\n")
+        rc = run(["export", *hosts(box, monkeypatch), "--users", "users.csv",
+                  "--out", "tx.jsonl", "--quiet"])
+    assert rc == 1
+    rows = read_jsonl(tmp_path / "tx.jsonl")
+    report = report_of(tmp_path / "tx.jsonl.report.json")
+    (failed,) = [r for r in report["results"] if r["status"] == "failed"]
+    assert failed["error_type"] == "ArgumentError" and jane.id in failed["error"]
+    owner = {jane.email, token_key(*pairs[jane.email])} - {failed["user"]}
+    assert_exact(rows, keyed(truth(box), {jane.email: owner.pop(), bob.email: bob.email}))
