@@ -77,6 +77,17 @@ def _user_of(where: str, fields: list[str]) -> BulkUser:
     return BulkUser.with_token(tokens[0], tokens[1] if len(tokens) == 2 else None)
 
 
+def _not_utf8(path: str) -> int:
+    """The first line of `path` that is not UTF-8 (the decoder reads ahead of the CSV)."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
+
+
 def read_users(path: str) -> list[BulkUser]:
     """``email,password`` per line, or ``access_token[,refresh_token]``, as a spreadsheet
     saves it (a UTF-8 BOM, padded rows); ``#`` comments and blank lines are skipped, and a
@@ -94,6 +105,9 @@ def read_users(path: str) -> list[BulkUser]:
                     fields = next(reader, None)
                 except csv.Error as exc:
                     raise InputError(f"{path}:{number}: not a valid CSV line: {exc}") from None
+                except UnicodeDecodeError:
+                    raise InputError(f"{path}:{_not_utf8(path)}: not UTF-8 text (save the "
+                                     "file as CSV UTF-8)") from None
                 if fields is None:
                     break
                 where = f"{path}:{number}"

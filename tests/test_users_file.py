@@ -43,6 +43,13 @@ def test_a_spreadsheet_file_bom_crlf_padded_rows() -> None:
     assert users[1].access_token == TOKEN and users[1].refresh_token is None
 
 
+def test_a_file_that_is_not_utf8_names_the_line(capsys: pytest.CaptureFixture[str]) -> None:
+    Path("users.csv").write_bytes(b"jane@example.com,pw\nbob@example.com,caf\xe9-pass\n")
+    assert run(["export", "--sandbox", "--users", "users.csv", "--out", "tx.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "users.csv:2: not UTF-8" in err and len(err.splitlines()) == 1
+
+
 def test_a_header_after_comments_is_not_a_user() -> None:
     users = users_of("# exported 2025-01-01\n# by the ops team\n\naccess_token,refresh_token\n"
                      f"{TOKEN},{REFRESH}\n")
