@@ -15,6 +15,7 @@ from ._options import RequestStats
 from ._pagination import AsyncPaginator
 from ._retry import RetryPolicy
 from ._version import __version__
+from .bulk import Batch, BulkResult, BulkRun, BulkUser, Checkpoint, Progress, UserReport
 from .environments import Environment
 from .errors import (
     APIError,
@@ -75,11 +76,16 @@ __all__ = [
     "AsyncPaginator",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BulkResult",
+    "BulkRun",
+    "BulkUser",
     "Category",
     "CategoryParent",
     "Channel",
     "ChannelMode",
     "ChannelStatus",
+    "Checkpoint",
     "ConflictError",
     "Connection",
     "ConnectionStatus",
@@ -94,6 +100,7 @@ __all__ = [
     "OxlinClient",
     "OxlinError",
     "PermissionDeniedError",
+    "Progress",
     "RateLimitError",
     "RequestStats",
     "RequestTimeoutError",
@@ -111,6 +118,7 @@ __all__ = [
     "TransportError",
     "User",
     "UserClient",
+    "UserReport",
     "WidgetSession",
     "__version__",
     "parse_callback_url",

@@ -72,8 +72,11 @@ class TokenManager:
     """Caches one token and renews it at most once at a time."""
 
     def __init__(self, renew: Renew, *, token: Token | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_token: Callable[[Token], None] | None = None) -> None:
         self._renew = renew
+        #: called with each token a renewal obtains (to keep a rotated refresh token)
+        self.on_token = on_token
         self._clock = clock
         self._token = token
         self._stale = False
@@ -106,6 +109,8 @@ class TokenManager:
         try:
             token = await self._renew(previous, call)
             self._token, self._stale = token, False
+            if self.on_token is not None:
+                self.on_token(token)
             return token
         finally:
             self._renewing = None

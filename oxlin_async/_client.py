@@ -236,9 +236,12 @@ class OxlinClient:
         return self._user_client(key, renew, email=email)
 
     def as_user_token(self, access_token: str, refresh_token: str | None = None, *,
-                      expires_in: float | None = None) -> UserClient:
+                      expires_in: float | None = None,
+                      on_token: Callable[[Token], None] | None = None) -> UserClient:
         """A view using a user token obtained elsewhere. With `refresh_token`, it renews
-        itself; without, an expired token raises `AuthenticationError`."""
+        itself; without, an expired token raises `AuthenticationError`. Refresh tokens
+        are single-use: `on_token` is called with each new `Token` (its
+        ``access_token``/``refresh_token`` are the pair to keep for the next session)."""
         if not access_token:
             raise ArgumentError("access_token", "must be a non-empty str")
         key = ("token", hashlib.sha256(access_token.encode()).hexdigest())
@@ -258,22 +261,29 @@ class OxlinClient:
         initial = Token(access_token=access_token, refresh_token=refresh_token,
                         expires_at=time.monotonic() + lifetime,
                         lifetime=lifetime if refresh_token else 0.0)
-        return self._user_client(key, renew, email=None, initial=initial)
+        return self._user_client(key, renew, email=None, initial=initial, on_token=on_token)
 
     def _user_client(self, key: tuple[str, ...], renew: Renew, *, email: str | None,
-                     initial: Token | None = None) -> UserClient:
+                     initial: Token | None = None,
+                     on_token: Callable[[Token], None] | None = None) -> UserClient:
         tokens = self._user_tokens.get(key)
         if tokens is None:
             tokens = self._user_tokens[key] = TokenManager(renew, token=initial)
+        if on_token is not None:
+            tokens.on_token = on_token
 
         def forget() -> None:
             self._user_tokens.pop(key, None)
 
         return UserClient(self._context, tokens, email=email, forget=forget)
 
-    def bulk_transactions(self, users: Iterable[BulkUser] | AsyncIterable[BulkUser],
+    def bulk_transactions(self, users: Iterable[BulkUser | tuple[str, str]]
+                          | AsyncIterable[BulkUser | tuple[str, str]],
                           **options: Any) -> BulkRun:
         """Every transaction of many users; see `oxlin_async.bulk.BulkRun` for options.
+
+        `users`: `oxlin_async.BulkUser` values or ``(email, password)`` tuples, in a list
+        or any iterable or async iterable.
 
         Iterate it inside ``async with`` so that leaving the block early stops every
         request at once: ``async with client.bulk_transactions(users) as run:``.

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +44,28 @@ try:
     import orjson
 except ImportError:  # pragma: no cover - exercised only without the "speed" extra
     orjson = None  # type: ignore[assignment]
+
+class UnsafeOutputError(ValueError):
+    """An output path that must not be replaced (a device, a pipe, a folder)."""
+
+
+def safe_target(path: str) -> str:
+    """The file to write for `path`: through a symlink, its target (the link stays a
+    link); refused unless it is a regular file or does not exist yet. Outputs are
+    written beside it and renamed over it, which would turn a device into a plain file
+    or replace a link by a copy."""
+    real = os.path.realpath(path)
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return real
+    if stat.S_ISDIR(mode):
+        raise UnsafeOutputError(f"cannot write {path}: it is a folder")
+    if not stat.S_ISREG(mode):
+        raise UnsafeOutputError(f"cannot write {path}: not a regular file (a device, a pipe "
+                                "or a socket), refusing to replace it")
+    return real
+
 
 def _iso(value: dt.datetime | dt.date) -> str:
     return value.isoformat()
@@ -90,7 +113,7 @@ class _FileWriter:
 
     def __init__(self, path: str, *, resume_offset: int | None,
                  finished: Collection[tuple[str, str]] | None = None) -> None:
-        self.path = path
+        self.path = path = safe_target(path)
         self.part = path + ".part"
         if resume_offset is not None and not os.path.exists(self.part) and os.path.exists(path):
             os.replace(path, self.part)  # continue a finished run that had failures
@@ -209,14 +232,33 @@ class CsvWriter(_FileWriter):
         out = csv.writer(dst, lineterminator="\n")
         header = next(rows, None)
         key = [COLUMNS.index(name) for name in ACCOUNT_KEY]
+        # the key as written: a neutralised cell (an e-mail starting with "-") included
+        written = {tuple(_cell(v) if i in _TEXT_COLUMNS else v for i, v in zip(key, pair,
+                                                                               strict=True))
+                   for pair in finished}
         if header == list(COLUMNS):
             out.writerow(header)
             for fields in rows:
-                if len(fields) == len(COLUMNS) and tuple(fields[i] for i in key) in finished:
+                if len(fields) == len(COLUMNS) and tuple(fields[i] for i in key) in written:
                     out.writerow(fields)
 
     def write(self, page: Page) -> None:
-        self._writer().writerows(_text_rows(page))
+        self._writer().writerows([[_cell(v) if i in _TEXT_COLUMNS else v
+                                   for i, v in enumerate(values)] for values in _text_rows(page)])
+
+
+#: the CSV columns a person or a bank writes freely (labels, notes...): neutralised
+_TEXT_COLUMNS = frozenset(i for i, c in enumerate(ROW) if c.kind is Kind.TEXT)
+#: what makes a spreadsheet read a cell as a formula (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` (which the
+    spreadsheet shows as text); every other cell as is. Only in CSV."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 _orjson_rows, _json_rows, _text_rows = encoder(_ORJSON), encoder(_JSON), encoder(_TEXT)
@@ -278,7 +320,7 @@ class SqliteWriter:
     """Amounts are stored as exact decimal text; re-runs upsert by primary key."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
+        self.path = path = safe_target(path)
         self._db = sqlite3.connect(path)
         try:
             self._db.executescript(_SCHEMA)
@@ -321,9 +363,11 @@ class SqliteWriter:
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         self._db.executemany(
             "INSERT INTO users VALUES (?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
-            "user_id=excluded.user_id, status=excluded.status, error=excluded.error, "
-            "updated_at=excluded.updated_at",
-            [(u.user, u.user_id, u.status, u.error, now) for u in results])
+            "user_id=COALESCE(excluded.user_id, users.user_id), status=excluded.status, "
+            "error=excluded.error, updated_at=excluded.updated_at",
+            # skipped: finished by an earlier run of this export (a resume), so done
+            [(u.user, u.user_id, "done" if u.status == "skipped" else u.status, u.error, now)
+             for u in results])
 
     def commit(self) -> dict[str, Any]:
         self._db.commit()

@@ -4,10 +4,12 @@ file reads as statements of behaviour."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
@@ -295,3 +297,29 @@ def parse_page(text: str) -> PageParser:
     parser.feed(text)
     parser.close()
     return parser
+
+
+@contextlib.contextmanager
+def served(box: OxlinSandbox) -> Iterator[Callable[[Callable[[], Any]], Any]]:
+    """`box` serving from a thread of its own, for sync tests that run the command line
+    (which runs its own event loop) several times against one emulator. Yields `call`:
+    ``call(fn)`` runs `fn` on the emulator's loop (to touch its state) and returns its
+    result."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def on_loop(fn: Callable[[], Any]) -> Any:
+        return fn()
+
+    def call(fn: Callable[[], Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(on_loop(fn), loop).result(30)
+
+    asyncio.run_coroutine_threadsafe(box.start(), loop).result(30)
+    try:
+        yield call
+    finally:
+        asyncio.run_coroutine_threadsafe(box.close(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()

@@ -405,14 +405,14 @@ def test_sandbox_command_serves(tmp_path: Path) -> None:
         assert process.stdout is not None
         seen: list[str] = []
         deadline = time.monotonic() + 30
-        while not any(line.startswith("client_id") for line in seen):
+        while not any(line.startswith("export OXLIN_CLIENT_ID=") for line in seen):
             assert time.monotonic() < deadline, seen
             line = process.stdout.readline()
             assert line, f"exited early: {seen} {process.stderr.read() if process.stderr else ''}"
             seen.append(line)
-        assert seen[0].startswith("Oxlin emulator serving on http://127.0.0.1:")
-        assert not seen[0].rstrip().endswith(":0")  # the port it really got
-        assert len(seen[-1].split()) == 2  # "client_id <id>"
+        assert seen[0].startswith("# Oxlin emulator serving on http://127.0.0.1:")
+        assert ":0 " not in seen[0]  # the port it really got
+        assert len(seen[-1].split("=")[1]) > 0  # "export OXLIN_CLIENT_ID=<id>"
     finally:
         process.terminate()
         process.wait(timeout=30)
