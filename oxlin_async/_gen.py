@@ -432,7 +432,7 @@ def field_kind(a: attrs.Attribute[Any], owner: type[Any] | None = None
     kind = _kind(t)
     if a.metadata.get(TOLERANT):
         if not optional or isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
-            raise Unsupported(f"tolerant field {a.name!r} needs a plain default", a.type)
+            raise Unsupported(f"tolerant field {a.name!r} needs a plain default", a.type)  # type: ignore[arg-type]
         label = f"{getattr(owner, '__name__', '?')}.{a.name}"
         kind = Tolerant(kind, label, a.default)
     return kind, t, optional

@@ -18,7 +18,6 @@ from oxlin_async.models import (
     CategoryParent,
     Channel,
     Connection,
-    Owner,
     Transaction,
     User,
 )
