@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ import aiohttp
 import attrs
 import orjson
 import pytest
+import yarl
 from _helpers import client_of, new_client
 from _payloads import ACCOUNT, CATEGORY, CONNECTION, TRANSACTION, USER
 from aiohttp import web
@@ -25,6 +27,7 @@ from test_emulator_cli import _password_grant, emulator
 import oxlin_async as ox
 from oxlin_async import _convert, _gen, _wire
 from oxlin_async._convert import structure_list
+from oxlin_async._transport import Response
 from oxlin_async.errors import DecodeError
 from oxlin_async.models import (
     Account,
@@ -91,8 +94,10 @@ def _floats(value: Any) -> Any:
         return float(value)
     if isinstance(value, dict):
         return {k: _floats(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_floats(v) for v in value]
+    if attrs.has(type(value)):
+        return _comparable(value)
     return value
 
 
@@ -100,12 +105,15 @@ def _comparable(obj: Any) -> Any:
     return {a.name: _floats(getattr(obj, a.name)) for a in attrs.fields(type(obj))}
 
 
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                         max_size=3)
+
+
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53)
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
-                                                                max_size=3),
-    max_leaves=6,
+    _containers, max_leaves=6,
 )
 
 
@@ -197,6 +205,9 @@ def test_a_wrong_or_missing_essential_field_is_a_decode_error_naming_it(
         assert f"$[1].{field}" in str(raised.value), name
     with pytest.raises(ValueError):  # the fast path refuses it too: the caller falls back
         _msgspec(body, cls)
+    response = Response(200, {}, body, "GET", yarl.URL("http://h/v2.1/x"))
+    with pytest.raises(DecodeError, match=re.escape(f"$[1].{field}")):
+        response.decode_list(cls)
 
 
 # -- over real HTTP ---------------------------------------------------------------------------
