@@ -176,7 +176,13 @@ def _accepts(a: attrs.Attribute[Any], value: Any) -> bool:
     if t is Decimal:
         return type(value) in (int, float)
     if t is dt.datetime:
-        return type(value) is int and abs(value) < 10**10
+        if type(value) is not int:
+            return False
+        try:
+            dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return False
+        return True
     return type(value) is str  # ids, currencies, enums
 
 
