@@ -17,11 +17,12 @@ import attrs
 import orjson
 import pytest
 import yarl
-from _helpers import client_of, new_client
+from _helpers import assert_exact, client_of, new_client, truth
 from _payloads import ACCOUNT, CATEGORY, CONNECTION, TRANSACTION, USER
 from aiohttp import web
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from test_bulk import delivered, drain, users_of
 from test_emulator_cli import _password_grant, emulator
 
 import oxlin_async as ox
@@ -335,3 +336,12 @@ def test_a_tolerant_field_needs_a_plain_default() -> None:
     with pytest.raises(_gen.Unsupported, match="needs a plain default"):
         _gen.field_kind(attrs.fields(bad).x, bad)
     assert ox.models.JSONValue is Any
+
+
+async def test_a_bulk_run_over_the_peer_shapes_is_exact(path: str) -> None:
+    # The failure: one drifted field used to cost every page of an export.
+    async with OxlinSandbox(users=4, seed=11, transactions_per_account=30,
+                            peer_shapes=True) as box, new_client(box) as client:
+        run = client.bulk_transactions(users_of(box), concurrency=4)
+        assert_exact(delivered(await drain(run)), truth(box))
+        assert run.result is not None and not run.result.failed
