@@ -26,6 +26,7 @@ from ._auth import (
     TokenManager,
     WidgetFormAuth,
 )
+from ._gen import ODD_SINK, OddValues
 from ._options import RequestOptions, RequestStats
 from ._retry import RetryPolicy
 from ._transport import Response, Transport
@@ -74,6 +75,8 @@ class ClientContext:
         self.transport = transport
         self._credentials = credentials
         self._token_auth = ClientBasicAuth(credentials)
+        #: the fields that got an odd value (docs/oxlin-api §15), each logged once
+        self.odd_values = OddValues()
 
     def __repr__(self) -> str:
         return f"<ClientContext client_id={self.client_id}>"
@@ -123,7 +126,12 @@ class Requester:
             options = attrs.evolve(
                 options, auth=options.auth or self.auth, limits=self.limits + options.limits,
                 stats=options.stats if options.stats is not None else self.stats)
-        return await self.context.transport.request(cast_to, options)
+        # The answer is decoded inside; odd values it holds are this client's to log.
+        reset = ODD_SINK.set(self.context.odd_values)
+        try:
+            return await self.context.transport.request(cast_to, options)
+        finally:
+            ODD_SINK.reset(reset)
 
 
 class UserClient(Requester):

@@ -45,6 +45,9 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                         help="Retry-After of the injected 429 and 503 answers (default 1)")
     parser.add_argument(f"{p}token-lifetime", type=int, default=3600, metavar="S",
                         help="access-token lifetime in seconds (default 3600)")
+    parser.add_argument(f"{p}peer-shapes", action="store_true",
+                        help="answer with the shapes public connectors observe where they"
+                             " differ from the reference (docs/oxlin-api §15)")
 
 
 def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str = "127.0.0.1",
@@ -63,6 +66,7 @@ def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str =
     faults.latency = float(get("latency-ms")) / 1000
     faults.jitter = float(get("jitter-ms")) / 1000
     faults.retry_after = int(get("retry-after"))
+    faults.peer_shapes = bool(get("peer-shapes"))
     return OxlinSandbox(
         users=int(get("users")), seed=seed,
         accounts_per_user=int(get("accounts")),
