@@ -510,8 +510,10 @@ class BulkRun:
         async def read_categories() -> None:
             async with self._categories_lock:  # one request per run, not per user
                 if self._categories is None:
+                    # a category without a name (a tolerant field) leaves the cell empty
                     self._categories = {c.id: c.label
-                                        for c in await user_client.categories.list()}
+                                        for c in await user_client.categories.list()
+                                        if c.label is not None}
 
         try:
             await _all_or_nothing([list_accounts(), learn_id(), read_categories()])
