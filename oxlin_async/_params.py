@@ -73,6 +73,8 @@ def amount(name: str, value: object) -> str:
         raise ArgumentError(name, f"must be below {AMOUNT_MAX:,f} in magnitude")
     if number and number.normalize().as_tuple().exponent < -AMOUNT_PLACES:  # type: ignore[operator]
         raise ArgumentError(name, f"must have at most {AMOUNT_PLACES} decimal places")
+    if number.as_tuple().exponent < -AMOUNT_PLACES:  # type: ignore[operator]
+        number = number.quantize(Decimal(1).scaleb(-AMOUNT_PLACES))  # trailing zeros only
     return format(number, "f")
 
 
