@@ -24,6 +24,7 @@ from _payloads import ACCOUNT, CATEGORY, TRANSACTION, USER
 from aiohttp import web
 
 import oxlin_async as ox
+from oxlin_async import cli
 
 AT, RT, CS = "at-SECRET-1b7e40", "rt-SECRET-93c4aa", "cs-SECRET-5d20ff"
 SECRETS = (AT, RT, CS)
@@ -196,6 +197,18 @@ async def test_a_token_renewal_has_a_deadline(alice_of: Any) -> None:
     alice = await alice_of(Hostile(token=stuck), token_deadline=0.3)
     error = await fails(alice.users.me(), ox.TokenRenewalError)
     assert "0.3s deadline" in str(error)
+
+
+def test_the_cli_ends_when_tokens_expire_before_they_arrive(tmp_path: Any,
+                                                             monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["export", "--sandbox", "--sandbox-users", "2", "--sandbox-transactions",
+                   "3", "--sandbox-token-lifetime", "1", "--sandbox-latency-ms", "1100",
+                   "--out", "tx.jsonl", "--quiet"])
+    assert rc == 1
+    report = json.loads((tmp_path / "tx.jsonl.report.json").read_text(encoding="utf-8"))
+    assert {r["error_type"] for r in report["results"]} == {"TokenRenewalError"}
+    assert all("expired before they arrived" in r["error"] for r in report["results"])
 
 
 # -- 3. a server that ignores `page` --------------------------------------------------------
@@ -474,6 +487,17 @@ async def test_a_filter_the_api_cannot_take_is_an_argument_error(name: str, valu
     with pytest.raises(ox.ArgumentError):
         ox.TransactionFilter(**{name: value})
     assert server.token_requests == server.api_requests == 0
+
+
+@pytest.mark.parametrize("option", [["--end-date", "9999-12-31"],
+                                    ["--min-amount", "1e999999"], ["--amount", "1e-999999"]])
+def test_the_cli_shares_the_filter_bounds(option: list[str], tmp_path: Any,
+                                          monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as caught:  # argparse's usage error
+        cli.main(["export", "--sandbox", "--out", "tx.jsonl", "--quiet", *option])
+    assert caught.value.code == 2
+    assert not (tmp_path / "tx.jsonl").exists()
 
 
 async def test_filters_at_the_edges_the_api_takes_are_sent(alice_of: Any) -> None:
