@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 import oxlin_async as ox
-from oxlin_async import _params
+from oxlin_async import _convert, _params
 from oxlin_async._client import _token_from
 from oxlin_async._retry import parse_retry_after
 from oxlin_async._transport import Response
@@ -184,3 +184,18 @@ def test_a_date_filter_is_epoch_seconds_or_refused(value: Any) -> None:
             continue
         assert int(wire) == Decimal(wire)
         assert _params.EPOCH_MIN - 86400 <= int(wire) <= _params.EPOCH_MAX + 3 * 86400
+
+
+@PROPERTY
+@given(body=BODIES)
+def test_the_stdlib_json_path_gives_a_value_or_a_decode_error(body: bytes) -> None:
+    # The path taken without the "speed" extra (no orjson): its RecursionError too.
+    original = _convert.orjson
+    _convert.orjson = None
+    try:
+        try:
+            _convert.loads(body)
+        except ox.DecodeError as error:
+            assert error.__context__ is None and error.__cause__ is None
+    finally:
+        _convert.orjson = original

@@ -25,6 +25,9 @@ from aiohttp import web
 
 import oxlin_async as ox
 from oxlin_async import cli
+from oxlin_async._auth import BearerAuth, TokenManager
+from oxlin_async._options import RequestOptions
+from oxlin_async._transport import as_nothing
 
 AT, RT, CS = "at-SECRET-1b7e40", "rt-SECRET-93c4aa", "cs-SECRET-5d20ff"
 SECRETS = (AT, RT, CS)
@@ -209,6 +212,27 @@ def test_the_cli_ends_when_tokens_expire_before_they_arrive(tmp_path: Any,
     report = json.loads((tmp_path / "tx.jsonl.report.json").read_text(encoding="utf-8"))
     assert {r["error_type"] for r in report["results"]} == {"TokenRenewalError"}
     assert all("expired before they arrived" in r["error"] for r in report["results"])
+
+
+async def test_tokens_stale_before_they_can_be_sent_end_in_a_typed_error() -> None:
+    # Each token is fresh when it arrives and stale once the call holds a slot (a clock
+    # that moves a second per reading, tokens that last 1.5): the call gives up.
+    ticks = iter(range(10**6))
+    renewals: list[int] = []
+
+    async def renew(previous: ox.Token | None, call: Any) -> ox.Token:
+        renewals.append(1)
+        return ox.Token(access_token=AT, expires_at=next(ticks) + 1.5, lifetime=1.5)
+
+    server = Hostile(api=lambda r: asyncio.sleep(0, _json(USER)))
+    manager = TokenManager(renew, clock=lambda: next(ticks))
+    async with hostile_client(server) as client:
+        options = RequestOptions(method="GET", url=client.environment.api_url / "users" / "me",
+                                 auth=BearerAuth(manager))
+        error = await fails(client.transport.request(as_nothing, options),
+                            ox.TokenRenewalError)
+    assert "stale before the request could be sent" in str(error)
+    assert len(renewals) == 4 and server.api_requests == 0
 
 
 # -- 3. a server that ignores `page` --------------------------------------------------------
