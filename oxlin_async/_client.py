@@ -236,8 +236,10 @@ class OxlinClient:
             ClientCredentials(client_id, client_secret), environment,
             Transport(session=session, max_concurrency=max_concurrency, timeout=timeout,
                       retry=retry, user_agent=user_agent, max_body_size=max_body_size))
-        if not (isinstance(token_deadline, (int, float)) and token_deadline > 0):
-            raise ArgumentError("token_deadline", "must be a positive number of seconds")
+        if (isinstance(token_deadline, bool) or not isinstance(token_deadline, (int, float))
+                or not 0 < token_deadline < math.inf):
+            raise ArgumentError("token_deadline", "must be a positive finite number of "
+                                                  f"seconds, got {token_deadline!r}")
         self._token_deadline = float(token_deadline)
         self._tokens = TokenManager(self._renew_client_token, deadline=self._token_deadline)
         self._user_tokens: dict[tuple[str, ...], TokenManager] = {}

@@ -42,6 +42,7 @@ from ._version import __version__
 from ._wire import page_decoder
 from .errors import (
     APIError,
+    ArgumentError,
     AuthenticationError,
     DecodeError,
     OxlinError,
@@ -169,7 +170,8 @@ class Transport:
             raise ValueError("max_concurrency must be at least 1")
         if isinstance(max_body_size, bool) or not isinstance(max_body_size, int) \
                 or max_body_size < 1:
-            raise ValueError("max_body_size must be an int of at least 1 (bytes)")
+            raise ArgumentError("max_body_size", "must be an int of at least 1 (bytes), "
+                                                 f"got {max_body_size!r}")
         self.max_body_size = max_body_size
         self._own = session is None
         self._session = session

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import json
+import math
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -395,8 +396,12 @@ async def test_a_body_within_the_limit_is_read(alice_of: Any) -> None:
 
     alice = await alice_of(Hostile(api=categories), max_body_size=2**20)
     assert len(await ends(alice.categories.list())) == 2000
-    with pytest.raises(ValueError, match="max_body_size"):
-        ox.OxlinClient("id", "secret", max_body_size=0)
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ox.ArgumentError, match="max_body_size"):
+            ox.OxlinClient("id", "secret", max_body_size=bad)
+    for bad_deadline in (0, -1.0, True, math.inf, math.nan, "60"):
+        with pytest.raises(ox.ArgumentError, match="token_deadline"):
+            ox.OxlinClient("id", "secret", token_deadline=bad_deadline)
     assert ox.OxlinClient("id", "secret").transport.max_body_size == 16 * 2**20
 
 
