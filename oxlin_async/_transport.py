@@ -152,6 +152,15 @@ class _NoAnswer(Exception):
         self.outcome = Outcome.no_answer(reached_server=reached_server)
 
 
+#: Form fields whose values a server must not get to echo into an error message.
+_SECRET_FIELDS = ("password", "refresh_token", "client_secret", "access_token")
+
+
+def _sent_secrets(options: RequestOptions) -> tuple[str, ...]:
+    data = options.data or {}
+    return tuple(str(data[k]) for k in _SECRET_FIELDS if data.get(k))
+
+
 def _replays(error: APIError) -> bool:
     # The API's 401s say invalid_token; one without a code (a proxy's, say) is about the
     # token too. invalid_client (the widget's bad client secret) a new token cannot fix.
@@ -240,7 +249,8 @@ class Transport:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"),
                                                     time.time())
                     outcome = Outcome.answer(response.status, retry_after)
-                    error = self._error(response, options.oauth, retry_after)
+                    error = self._error(response, options.oauth, retry_after,
+                                        redact=_sent_secrets(options))
                     if (wait := gate_delay(outcome, self.retry)) is not None:
                         # Close the gate for the whole client, not just this request.
                         self._gate_until = max(self._gate_until, time.monotonic() + wait)
@@ -261,12 +271,12 @@ class Transport:
             await asyncio.sleep(delay)
 
     def _error(self, response: Response, oauth: bool, retry_after: float | None, *,
-               documented: bool = True) -> APIError:
+               documented: bool = True, redact: tuple[str, ...] = ()) -> APIError:
         return api_error_from_response(
             response.status, response.body, request_id=response.request_id,
             method=response.method, url=response.url.with_query(None),
             retry_after=retry_after, oauth=oauth, documented=documented,
-            location=response.headers.get("Location"))
+            location=response.headers.get("Location"), redact=redact)
 
     async def _wait_gate(self) -> None:
         # A deadline, not an event: a later 429 may push it while we sleep.

@@ -406,15 +406,22 @@ def api_error_from_response(
     oauth: bool = False,
     documented: bool = True,
     location: str | None = None,
+    redact: tuple[str, ...] = (),
 ) -> APIError:
     """Build the exception for an error answer: by status first, by ``error`` code second.
 
     ``oauth=True`` is for the token endpoint, whose errors become :class:`OAuthError`
     (429 and 5xx still give :class:`RateLimitError` and :class:`ServerError`).
     ``documented=False`` (a 3xx, a 2xx the operation does not answer, a 1xx) gives
-    :class:`UnexpectedStatusError` naming `location`.
+    :class:`UnexpectedStatusError` naming `location`. Each of `redact` (the secrets the
+    request sent) is masked where the description echoes it, as are secret-looking values.
     """
     code, description = _parse_error_body(body)
+    if description is not None:
+        for secret in redact:
+            if secret:
+                description = description.replace(secret, "***")
+        description = _SECRET_RE.sub(_mask, description)
     if not documented:
         return UnexpectedStatusError(status, code, description, request_id=request_id,
                                      method=method, url=url, location=location)

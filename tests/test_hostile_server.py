@@ -443,6 +443,19 @@ async def test_an_api_body_is_excerpted_with_every_secret_masked(alice_of: Any) 
     assert '"token": ***' in error.excerpt
 
 
+async def test_a_token_error_echoing_a_secret_does_not_repeat_it() -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        sent = await request.post()
+        echoed = f"refresh token {sent.get('refresh_token')} unknown; password={CS}"
+        return _json({"error": "invalid_grant", "error_description": echoed}, 400)
+
+    server = Hostile(token=refuse)
+    async with hostile_client(server) as client:
+        stale = client.as_user_token("at-expired", RT, expires_in=0)
+        error = await fails(stale.users.me(), ox.InvalidGrantError)
+    assert error.description is not None and "refresh token *** unknown" in error.description
+
+
 # -- 11. Retry-After as an HTTP date ---------------------------------------------------------
 async def test_a_retry_after_date_far_ahead_raises_at_once(alice_of: Any) -> None:
     async def maintenance(request: web.Request) -> web.Response:
