@@ -13,10 +13,15 @@ import aiohttp
 import pytest
 from _api import Api
 from _helpers import parse_page
+from aiohttp.test_utils import TestServer
 from yarl import URL
 
 import oxlin_async as ox
 from oxlin_async.testing import OxlinSandbox
+from oxlin_async.testing._faults import Faults
+from oxlin_async.testing._records import Client
+from oxlin_async.testing._server import build_app
+from oxlin_async.testing._state import EmulatorState
 
 REDIRECT = "https://app.example/done"
 
@@ -143,3 +148,25 @@ async def test_the_created_user_location_resolves_on_the_emulator(
     # the SDK reads the id from it
     user_id = await client.users.create("sdk@example.com", "pw-123")
     assert sandbox.state.users[int(user_id)].email == "sdk@example.com"
+
+
+async def test_an_app_without_a_base_url_links_to_its_own_socket_not_host(
+        http: aiohttp.ClientSession) -> None:
+    # build_app run by hand (no sandbox to configure base_url): the listening address.
+    state = EmulatorState()
+    state.add_client(Client("cid", "csecret"))
+    user = state.create_user("own@example.com", "pw-123")
+    token = state.issue_token("cid", user.id, frozenset({"openid"}))
+    server = TestServer(build_app(state, Faults()))
+    await server.start_server()
+    try:
+        url = server.make_url("/embed/v2.1/widget/widget_session")
+        async with http.post(url, data={"client_id": "cid", "client_secret": "csecret",
+                                        "access_token": token.value},
+                             headers={"Host": "evil.example"}) as response:
+            assert response.status == 200
+            link = URL((await response.json())["_links"]["add_connection"])
+    finally:
+        await server.close()
+    assert link.origin() == url.origin()
+    assert link.path == "/embed/widget/add_connection"
