@@ -9,8 +9,10 @@ same user share one token.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +20,7 @@ import aiohttp
 import attrs
 
 from ._auth import (
+    DEFAULT_RENEWAL_DEADLINE,
     BearerAuth,
     ClientBasicAuth,
     ClientCredentials,
@@ -29,9 +32,9 @@ from ._auth import (
 from ._gen import ODD_SINK, OddValues
 from ._options import RequestOptions, RequestStats
 from ._retry import RetryPolicy
-from ._transport import Response, Transport
+from ._transport import DEFAULT_MAX_BODY_SIZE, Response, Transport
 from .environments import Environment
-from .errors import ArgumentError, AuthenticationError, DecodeError, InvalidGrantError
+from .errors import ArgumentError, AuthenticationError, InvalidGrantError
 from .resources import Accounts, Categories, ClientUsers, Connections, Transactions, Users, Widget
 from .resources.users import _check_email, _check_password
 
@@ -48,18 +51,57 @@ DEFAULT_USER_SCOPES = ("openid", "profile", "profile_edit", "accounts_read", "ac
 CLIENT_SCOPES = ("users_create",)
 
 
+def _visible_ascii(value: object) -> bool:
+    # RFC 6750 §2.1's b64token is narrower; visible ASCII is what a header can carry.
+    return isinstance(value, str) and bool(value) and all("!" <= c <= "~" for c in value)
+
+
+def _lifetime(value: object) -> float | None:
+    """``expires_in`` as seconds: any positive finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return None
+    if isinstance(value, int):
+        return float(min(value, _LIFETIME_MAX)) if value > 0 else None
+    finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    return min(float(value), _LIFETIME_MAX) if finite and value > 0 else None
+
+
+#: Longer lifetimes mean "practically forever"; capped so that time arithmetic stays finite.
+_LIFETIME_MAX = 10 * 365 * 86400
+
+
+def token_problem(body: object) -> str | None:
+    """What is wrong with a token answer (RFC 6749 §5.1, docs/oxlin-api §4), naming the
+    field, or None. Never quotes a secret value."""
+    if not isinstance(body, dict):
+        return "a token answer must be a JSON object"
+    if not _visible_ascii(body.get("access_token")):
+        return "access_token must be a non-empty string of visible ASCII characters"
+    token_type = body.get("token_type")
+    if not isinstance(token_type, str) or token_type.casefold() != "bearer":
+        shown = repr(token_type)[:40] if isinstance(token_type, str) else type(token_type).__name__
+        return f"token_type must be Bearer, got {shown}"
+    if _lifetime(body.get("expires_in")) is None:
+        return "expires_in must be a positive finite number of seconds"
+    refresh = body.get("refresh_token")
+    if refresh is not None and not _visible_ascii(refresh):
+        return "refresh_token must be a non-empty string of visible ASCII characters"
+    if not isinstance(body.get("scope", ""), str):
+        return "scope must be a string"
+    return None
+
+
 def _token_from(started: float) -> Callable[[Response], Token]:
     """``cast_to`` of a token answer; `started` is when it was asked for, the
     conservative origin of its lifetime."""
 
     def decode(response: Response) -> Token:
         body = response.json()
-        if (not isinstance(body, dict) or not isinstance(body.get("access_token"), str)
-                or not isinstance(body.get("expires_in"), int) or body["expires_in"] <= 0):
-            raise DecodeError("POST /token: the answer lacks access_token or expires_in",
-                              status=response.status, request_id=response.request_id,
-                              body=response.body)
-        return Token.from_response(body, started)
+        problem = token_problem(body)
+        if problem is not None:
+            raise response.undecodable(problem)
+        return Token.from_response({**body, "expires_in": _lifetime(body["expires_in"])},
+                                   started)
 
     return decode
 
@@ -179,6 +221,9 @@ class OxlinClient:
     ownership (it is not closed). ``max_concurrency`` bounds requests on the wire for the
     whole client (and is kept at or below the session's connection pool), ``timeout`` is
     per request attempt, ``retry`` a `RetryPolicy` (``RetryPolicy.disabled()`` for none).
+    ``max_body_size`` caps the bytes read of one response body (`ResponseTooLargeError`
+    beyond it); ``token_deadline`` bounds one token renewal, retries included
+    (`TokenRenewalError` after it).
     """
 
     def __init__(self, client_id: str, client_secret: str, *,
@@ -186,7 +231,9 @@ class OxlinClient:
                  session: aiohttp.ClientSession | None = None, max_concurrency: int = 64,
                  timeout: float = 30.0, retry: RetryPolicy | None = None,
                  user_scopes: Sequence[str] = DEFAULT_USER_SCOPES,
-                 user_agent: str | None = None) -> None:
+                 user_agent: str | None = None,
+                 max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+                 token_deadline: float = DEFAULT_RENEWAL_DEADLINE) -> None:
         if not client_id or not client_secret:
             raise ArgumentError("client_id" if not client_id else "client_secret",
                                 "must be a non-empty str")
@@ -196,8 +243,13 @@ class OxlinClient:
         self._context = ClientContext(
             ClientCredentials(client_id, client_secret), environment,
             Transport(session=session, max_concurrency=max_concurrency, timeout=timeout,
-                      retry=retry, user_agent=user_agent))
-        self._tokens = TokenManager(self._renew_client_token)
+                      retry=retry, user_agent=user_agent, max_body_size=max_body_size))
+        if (isinstance(token_deadline, bool) or not isinstance(token_deadline, (int, float))
+                or not 0 < token_deadline < math.inf):
+            raise ArgumentError("token_deadline", "must be a positive finite number of "
+                                                  f"seconds, got {token_deadline!r}")
+        self._token_deadline = float(token_deadline)
+        self._tokens = TokenManager(self._renew_client_token, deadline=self._token_deadline)
         self._user_tokens: dict[tuple[str, ...], TokenManager] = {}
         self._requester = Requester(self._context, self._tokens)
         self.users = ClientUsers(self._requester)
@@ -250,8 +302,12 @@ class OxlinClient:
         itself; without, an expired token raises `AuthenticationError`. Refresh tokens
         are single-use: `on_token` is called with each new `Token` (its
         ``access_token``/``refresh_token`` are the pair to keep for the next session)."""
-        if not access_token:
-            raise ArgumentError("access_token", "must be a non-empty str")
+        if not _visible_ascii(access_token):
+            raise ArgumentError("access_token", "must be a non-empty str of visible ASCII "
+                                                "characters")
+        if refresh_token is not None and not _visible_ascii(refresh_token):
+            raise ArgumentError("refresh_token", "must be None or a non-empty str of "
+                                                 "visible ASCII characters")
         key = ("token", hashlib.sha256(access_token.encode()).hexdigest())
         context = self._context
 
@@ -276,7 +332,8 @@ class OxlinClient:
                      on_token: Callable[[Token], None] | None = None) -> UserClient:
         tokens = self._user_tokens.get(key)
         if tokens is None:
-            tokens = self._user_tokens[key] = TokenManager(renew, token=initial)
+            tokens = self._user_tokens[key] = TokenManager(renew, token=initial,
+                                                           deadline=self._token_deadline)
         if on_token is not None:
             tokens.on_token = on_token
 

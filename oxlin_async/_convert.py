@@ -59,8 +59,20 @@ def loads(body: bytes | str) -> Any:
         if orjson is not None:
             return orjson.loads(body)
         return _loads_stdlib(body)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise DecodeError(f"invalid JSON: {exc}", body=body) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        # Only the message is kept, and the error raised outside this block: the JSON
+        # library's exception holds the whole body (``.doc``), secrets and all, and
+        # ``__context__`` would keep it reachable.
+        problem = _json_problem(exc)
+    raise DecodeError(f"invalid JSON: {problem}", body=body)
+
+
+def _json_problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg}: line {exc.lineno} column {exc.colno} (char {exc.pos})"
+    return str(exc)[:200]
 
 
 # -- hooks ---------------------------------------------------------------------------------

@@ -202,8 +202,8 @@ def closed_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def client_of(routes: Iterable[web.RouteDef], **kwargs: Any
-                    ) -> AsyncIterator[ox.OxlinClient]:
+async def client_of(routes: Iterable[web.RouteDef], *, client_secret: str = "secret",
+                    **kwargs: Any) -> AsyncIterator[ox.OxlinClient]:
     """A client of a tiny server of the test's own (auth under /auth, the API under
     /v2.1), for answers the emulator never sends. `kwargs` go to `OxlinClient`."""
     app = web.Application()
@@ -214,7 +214,7 @@ async def client_of(routes: Iterable[web.RouteDef], **kwargs: Any
         env = ox.Environment(auth_url=str(server.make_url("/auth")),
                              api_url=str(server.make_url("/v2.1")),
                              embed_url=str(server.make_url("/embed/v2.1")))
-        async with ox.OxlinClient("id", "secret", environment=env, **kwargs) as client:
+        async with ox.OxlinClient("id", client_secret, environment=env, **kwargs) as client:
             yield client
     finally:
         await server.close()

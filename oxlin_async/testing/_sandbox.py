@@ -98,6 +98,7 @@ class OxlinSandbox:
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self._port = sock.getsockname()[1]
         self._base = f"http://{self._host}:{self._port}"
+        self.state.base_url = self._base
         return self
 
     async def close(self) -> None:
