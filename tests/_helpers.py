@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import datetime as dt
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,6 +28,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import oxlin_async as ox
+from oxlin_async import cli
+from oxlin_async._export import COLUMNS
+from oxlin_async.bulk import Batch, BulkRun, BulkUser
 from oxlin_async.testing import OxlinSandbox, SandboxUser, UserData
 from oxlin_async.testing._records import Transaction as Record
 
@@ -323,3 +334,105 @@ def served(box: OxlinSandbox) -> Iterator[Callable[[Callable[[], Any]], Any]]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
         loop.close()
+
+
+# -- bulk runs ----------------------------------------------------------------------------
+def users_of(box: OxlinSandbox) -> list[BulkUser]:
+    return [BulkUser.with_password(u.email, u.password) for u in box.users]
+
+
+def delivered(batches: Iterable[Batch]) -> Truth:
+    """What the batches hold, as a `Truth`; fails on a duplicate or a misfiled row."""
+    out: Truth = {}
+    for batch in batches:
+        assert batch.transactions, "an empty batch"
+        for tx in batch.transactions:
+            assert tx.account_id == batch.account.id
+            key = (batch.user, tx.id)
+            assert key not in out, f"delivered twice: {key}"
+            out[key] = (tx.account_id, tx.amount)
+    return out
+
+
+async def drain(run: BulkRun) -> list[Batch]:
+    return [batch async for batch in run]
+
+
+# -- the command line -----------------------------------------------------------------------
+#: the variables that would send the CLI to a real service instead of the embedded sandbox
+ENV_VARS = ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET")
+
+
+def population(users: int = 20, seed: int = 1, accounts: int = 3,
+               transactions: int = 100) -> OxlinSandbox:
+    """The CLI's defaults: 20 users, seed 1, 3 accounts of 100 transactions."""
+    return OxlinSandbox(users=users, seed=seed, accounts_per_user=accounts,
+                        transactions_per_account=transactions)
+
+
+def rows_to_truth(rows: Iterable[dict[str, Any]]) -> Truth:
+    out: Truth = {}
+    for row in rows:
+        key = (row["user"], str(row["id"]))
+        assert key not in out, f"exported twice: {key}"
+        out[key] = (str(row["account_id"]), Decimal(str(row["amount"])))
+    return out
+
+
+def read_jsonl(path: Path) -> Truth:
+    with path.open(encoding="utf-8") as f:
+        return rows_to_truth(json.loads(line, parse_float=Decimal) for line in f)
+
+
+def read_csv(path: Path) -> Truth:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        return rows_to_truth(reader)
+
+
+def run(args: Sequence[str]) -> int:
+    """`oxlin-async ARGS` in this process; argparse errors exit, which gives their status."""
+    try:
+        return cli.main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def report_of(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+
+
+def stop_export_when(args: Sequence[str], cwd: Path, ready: Callable[[], bool], *,
+                     sig: signal.Signals = signal.SIGKILL, timeout: float = 60.0
+                     ) -> tuple[int, str]:
+    """Run ``python -m oxlin_async ARGS`` in `cwd`, send it `sig` once `ready()` holds
+    (it must still be running then), and return its exit status and stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "oxlin_async", *args], cwd=cwd,
+                               env=clean_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, "finished before it could be stopped"
+            assert time.monotonic() < deadline, "no progress"
+            time.sleep(0.005)
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, err
+
+
+def lines_of(path: Path) -> int:
+    """Complete lines in `path` so far (0 before it exists)."""
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _helpers import grants, new_client
-from test_cli import clean_env, run
+from _helpers import clean_env, grants, new_client, run
 
 import oxlin_async as ox
 from oxlin_async import cli

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import Truth, assert_exact, new_client, served, truth
-from test_cli import read_jsonl, report_of, run
+from _helpers import Truth, assert_exact, new_client, read_jsonl, report_of, run, served, truth
 
 import oxlin_async as ox
 from oxlin_async.bulk import token_key

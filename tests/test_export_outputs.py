@@ -16,21 +16,21 @@ import os
 import signal
 import sqlite3
 import stat
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from _helpers import assert_exact, served, truth
-from test_cli import (
-    clean_env,
+from _helpers import (
+    assert_exact,
+    lines_of,
     population,
     read_csv,
     read_jsonl,
     report_of,
     rows_to_truth,
     run,
+    served,
+    stop_export_when,
+    truth,
 )
 
 from oxlin_async.bulk import Progress
@@ -141,11 +141,6 @@ def test_sqlite_is_updated_in_place_and_overwrite_starts_afresh(tmp_path: Path) 
 
 
 # ------------------------------------------------------------- kill, reorder, resume
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "sqlite"])
@@ -157,19 +152,9 @@ def test_killed_then_resumed_with_a_reordered_users_file(tmp_path: Path, fmt: st
     args = ["export", "--sandbox", "--sandbox-users", "12", "--sandbox-seed", "52",
             "--sandbox-latency-ms", "30", "--concurrency", "2", "--users", "users.csv",
             "--checkpoint", "CP", "--out", out.name, "--quiet"]
-    process = subprocess.Popen([sys.executable, "-m", "oxlin_async", *args], cwd=tmp_path,
-                               env=clean_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while _lines(tmp_path / "CP") < 10:  # some users done, some accounts of others
-            assert process.poll() is None, "finished before it could be killed"
-            assert time.monotonic() < deadline, "no checkpoint progress"
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+    # some users done, some accounts of others
+    status, _ = stop_export_when(args, tmp_path, lambda: lines_of(tmp_path / "CP") >= 10)
+    assert status == -signal.SIGKILL
     assert not (tmp_path / f"{out.name}.report.json").exists()
 
     # another order, a comment in the middle: the keys are the e-mails, not the lines
@@ -243,22 +228,9 @@ def test_the_progress_bar_fits_80_columns() -> None:
 def test_an_interrupted_sandbox_run_says_what_it_kept(tmp_path: Path, fmt: str) -> None:
     args = ["export", "--sandbox", "--sandbox-latency-ms", "50", "--concurrency", "4",
             "--checkpoint", "CP", "--out", f"tx.{fmt}", "--quiet"]
-    process = subprocess.Popen([sys.executable, "-m", "oxlin_async", *args], cwd=tmp_path,
-                               env=clean_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while _lines(tmp_path / "CP") < 3:
-            assert process.poll() is None, "finished before it could be interrupted"
-            assert time.monotonic() < deadline, "no checkpoint progress"
-            time.sleep(0.005)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, err
+    status, err = stop_export_when(args, tmp_path, lambda: lines_of(tmp_path / "CP") >= 3,
+                                   sig=signal.SIGINT)
+    assert status == 130, err
     assert "Traceback" not in err and "Error handling request" not in err, err
     assert "--resume" in err
     if fmt == "sqlite":

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from _helpers import assert_rows, row_truth
-from test_cli import clean_env, population, run
+from _helpers import assert_rows, lines_of, population, row_truth, run, stop_export_when
 
 from oxlin_async import _parquet
 from oxlin_async._rows import arrow_schema
@@ -85,19 +81,8 @@ def test_killed_then_resumed(tmp_path: Path) -> None:
     args = ["export", "--sandbox", "--sandbox-users", "30", "--sandbox-seed", "43",
             "--sandbox-latency-ms", "30", "--concurrency", "2", "--checkpoint", "CP",
             "--out", "tx.parquet", "--quiet"]
-    process = subprocess.Popen([sys.executable, "-m", "oxlin_async", *args], cwd=tmp_path,
-                               env=clean_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "CP").exists() or (tmp_path / "CP").read_bytes().count(b"\n") < 6:
-            assert process.poll() is None, "finished before it could be killed"
-            assert time.monotonic() < deadline, "no checkpoint progress"
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+    status, _ = stop_export_when(args, tmp_path, lambda: lines_of(tmp_path / "CP") >= 6)
+    assert status == -signal.SIGKILL
     assert not (tmp_path / "tx.parquet").exists() and (tmp_path / "tx.parquet.part").exists()
 
     assert run([*args, "--resume", "--concurrency", "16"]) == 0

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import assert_rows, row_truth
+from _helpers import assert_rows, population, row_truth, run, stop_export_when
 from _postgres import Server
-from test_cli import clean_env, population, run
 
 from oxlin_async._rows import COLUMNS
 
@@ -124,20 +120,12 @@ def test_killed_then_resumed(pg_server: Server, pg_database: str, tmp_path: Path
     args = ["export", "--sandbox", "--sandbox-users", "30", "--sandbox-seed", "53",
             "--sandbox-latency-ms", "30", "--concurrency", "2", "--checkpoint", "CP",
             "--out", url, "--quiet"]
-    process = subprocess.Popen([sys.executable, "-m", "oxlin_async", *args], cwd=tmp_path,
-                               env=clean_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while len(query(pg_server, pg_database, "SELECT key FROM users")
-                   if _has_users(pg_server, pg_database) else []) < 3:
-            assert process.poll() is None, "finished before it could be killed"
-            assert time.monotonic() < deadline, "no progress"
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+    def some_users_stored() -> bool:
+        return _has_users(pg_server, pg_database) and len(
+            query(pg_server, pg_database, "SELECT key FROM users")) >= 3
+
+    status, _ = stop_export_when(args, tmp_path, some_users_stored)
+    assert status == -signal.SIGKILL
     want = row_truth(population(30, 53))
     # what the killed run left: whole users only
     per_user = Counter(u for (u,) in query(pg_server, pg_database,

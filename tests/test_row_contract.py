@@ -15,8 +15,7 @@ from pathlib import Path
 import jsonschema
 import pyarrow as pa
 import pytest
-from _helpers import assert_rows, requests, row_truth
-from test_cli import population, run
+from _helpers import assert_rows, population, requests, row_truth, run
 
 import oxlin_async as ox
 from oxlin_async._rows import COLUMNS, ROW, Kind, arrow_schema, json_schema

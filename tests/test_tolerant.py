@@ -17,12 +17,11 @@ import attrs
 import orjson
 import pytest
 import yarl
-from _helpers import assert_exact, client_of, new_client, truth
+from _helpers import assert_exact, client_of, delivered, drain, new_client, truth, users_of
 from _payloads import ACCOUNT, CATEGORY, CONNECTION, TRANSACTION, USER
 from aiohttp import web
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from test_bulk import delivered, drain, users_of
 from test_emulator_cli import _password_grant, emulator
 
 import oxlin_async as ox

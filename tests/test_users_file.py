@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _helpers import assert_exact, truth
-from test_cli import population, read_jsonl, run
+from _helpers import assert_exact, population, read_jsonl, run, truth
 
 import oxlin_async as ox
 from oxlin_async import cli
