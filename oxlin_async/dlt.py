@@ -38,11 +38,13 @@ pipeline (and state) of its own; the shards' loads merge into one dataset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
+import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import dlt
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from dlt.common.schema.typing import TColumnSchema
     from dlt.extract import DltResource, DltSource
 
+    from ._auth import Token
     from ._client import OxlinClient, UserClient
 
 __all__ = ["oxlin_source", "shard_of", "shard_pipeline"]
@@ -130,22 +133,67 @@ async def _per_user(users: Sequence[BulkUser], concurrency: int,
                 yield result
 
 
-async def _signed_in(client: OxlinClient, user: BulkUser, resource: str,
-                     read: Callable[[UserClient], Awaitable[T]]) -> T | None:
-    """`read` with `user`'s view of `client`; None (logged) when the user fails."""
-    try:
-        user_client = user.user_client(client)
-    except OxlinError as error:
-        _failed(resource, user, error, type(error).__name__)
-        return None
-    try:
-        return await read(user_client)
-    except OxlinError as error:
-        _failed(resource, user, error, type(error).__name__)
-        return None
-    finally:
-        user_client.forget()
-        await user_client.tokens.aclose()
+class _Session:
+    """What the source's resources share while they run (all on dlt's one event loop):
+    one client, open while any resource runs, and each user's newest credentials.
+
+    A token user's refresh token is single-use: the resources must not each spend the
+    pair they were given. They share the client's token manager of the user while they
+    overlap, and a resource that starts later takes the newest pair (`on_token`)."""
+
+    def __init__(self, new_client: Callable[[], OxlinClient], users: Sequence[BulkUser],
+                 on_token: Callable[[BulkUser, Token], None] | None) -> None:
+        self._new_client = new_client
+        self._client: OxlinClient | None = None
+        self._holders = 0
+        self._newest = {user.key: user for user in users}
+        self._on_token = on_token
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[OxlinClient]:
+        if self._client is None:
+            self._client = self._new_client()
+        client = self._client
+        self._holders += 1
+        try:
+            yield client
+        finally:
+            self._holders -= 1
+            if self._holders == 0 and self._client is client:
+                self._client = None
+                await client.close()
+
+    def user(self, user: BulkUser) -> BulkUser:
+        """`user` with its newest credentials."""
+        return self._newest.get(user.key, user)
+
+    def users(self, users: Iterable[BulkUser]) -> Iterator[BulkUser]:
+        # lazily: a user is taken when its turn comes, with the pair newest by then
+        return (self.user(u) for u in users)
+
+    def token(self, user: BulkUser, token: Token) -> None:
+        if user.access_token is not None:  # a token user: this pair replaces the old one
+            self._newest[user.key] = BulkUser.with_token(
+                token.access_token, token.refresh_token, key=user.key)
+        if self._on_token is not None:
+            self._on_token(user, token)
+
+    async def signed_in(self, client: OxlinClient, given: BulkUser, resource: str,
+                        read: Callable[[UserClient], Awaitable[T]]) -> T | None:
+        """`read` with the user's view of `client`; None (logged) when the user fails."""
+        user = self.user(given)
+        try:
+            user_client = user.user_client(client, on_token=lambda t: self.token(user, t))
+        except OxlinError as error:
+            _failed(resource, user, error, type(error).__name__)
+            return None
+        try:
+            return await read(user_client)
+        except OxlinError as error:
+            _failed(resource, user, error, type(error).__name__)
+            return None
+        finally:
+            user_client.forget()  # the next resource starts from the newest pair
 
 
 def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
@@ -154,6 +202,7 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
                  shard: tuple[int, int] | None = None,
                  since: dt.datetime | dt.date | int | None = None,
                  concurrency: int = 32, per_user_concurrency: int = 4,
+                 on_token: Callable[[BulkUser, Token], None] | None = None,
                  name: str = "oxlin", **client_options: Any) -> DltSource:
     """The dlt source of `users`' data (see the module doc).
 
@@ -162,8 +211,10 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
     reads its own environment); `environment` to the Oxlin sandbox; `client_options` go
     to `OxlinClient` (``retry=``, ``timeout=``...). `since` bounds the import date of a
     user's first load (later loads start at the user's cursor). `shard=(index, count)`
-    keeps only that shard's users (`shard_of`). Raises `ArgumentError` for a bad value,
-    before any request.
+    keeps only that shard's users (`shard_of`). `on_token(user, token)` sees each token a
+    token user's session obtains: refresh tokens are single-use, so keep
+    ``token.access_token``/``token.refresh_token`` for the next load. Raises
+    `ArgumentError` for a bad value, before any request.
     """
     client_id = client_id or os.environ.get("OXLIN_CLIENT_ID")
     client_secret = client_secret or os.environ.get("OXLIN_CLIENT_SECRET")
@@ -185,10 +236,18 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
     where = environment if environment is not None else Environment.SANDBOX
     secret_id, secret = client_id, client_secret  # held here, never given to dlt
 
-    def new_client() -> OxlinClient:
-        from ._client import OxlinClient
+    from ._client import OxlinClient
 
+    try:  # an unknown option fails here, not in dlt's extract thread
+        inspect.signature(OxlinClient).bind(secret_id, secret, environment=where,
+                                            **client_options)
+    except TypeError as error:
+        raise ArgumentError("client_options", str(error)) from None
+
+    def new_client() -> OxlinClient:
         return OxlinClient(secret_id, secret, environment=where, **client_options)
+
+    session = _Session(new_client, chosen, on_token)
 
     # Each resource is a plain function that dlt calls in its extract thread, where the
     # resource state is reachable; the async generator it returns runs on dlt's event loop.
@@ -204,8 +263,8 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
             return row
 
         async def rows() -> AsyncIterator[dict[str, Any]]:
-            async with new_client() as client:
-                async for row in _per_user(chosen, concurrency, lambda u: _signed_in(
+            async with session.client() as client:
+                async for row in _per_user(chosen, concurrency, lambda u: session.signed_in(
                         client, u, "users", lambda uc: read(uc, u))):
                     yield row
         return rows()
@@ -220,8 +279,8 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
                     for a in await user_client.accounts.list().collect()]
 
         async def rows() -> AsyncIterator[list[dict[str, Any]]]:
-            async with new_client() as client:
-                async for accounts in _per_user(chosen, concurrency, lambda u: _signed_in(
+            async with session.client() as client:
+                async for accounts in _per_user(chosen, concurrency, lambda u: session.signed_in(
                         client, u, "accounts", lambda uc: read(uc, u))):
                     if accounts:
                         yield accounts
@@ -247,10 +306,11 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
                     cursors[report.user] = report.last_import_date.isoformat()
 
         async def pages() -> AsyncIterator[Any]:
-            async with new_client() as client, client.bulk_transactions(
-                    chosen, concurrency=concurrency,
+            async with session.client() as client, client.bulk_transactions(
+                    session.users(chosen), concurrency=concurrency,
                     per_user_concurrency=per_user_concurrency, filter=first,
-                    filter_for=filter_for, on_user_done=user_done) as run:
+                    filter_for=filter_for, on_user_done=user_done,
+                    on_token=session.token) as run:
                 async for batch in run:
                     if batch.transactions:
                         yield _page_table(batch)

@@ -8,6 +8,8 @@ import asyncio
 import datetime as dt
 import gzip
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -263,6 +265,51 @@ async def test_no_secret_in_state_pipeline_files_database_or_logs(
         records(sandbox)[tokened.email])
 
 
+@pytest.mark.parametrize("one_by_one", [False, True])
+async def test_token_users_spend_each_refresh_token_once_across_the_resources(
+        box: Box, tmp_path: Path, one_by_one: bool) -> None:
+    # dlt runs the resources side by side; loaded one by one, each resource starts from
+    # the pair the previous one rotated to
+    sandbox = box.sandbox
+    scopes = frozenset({"accounts_read", "transactions_read", "profile"})
+    seeded = sandbox.users[:3]
+    pairs = {u.email: (sandbox.state.issue_token(sandbox.client_id, int(u.id), scopes).value,
+                       sandbox.state.issue_refresh_token(sandbox.client_id, int(u.id),
+                                                         scopes).value) for u in seeded}
+    keys = {e: BulkUser.with_token(*pair).key for e, pair in pairs.items()}
+    for u in seeded:  # revoked by the server: each user's first request gets a 401
+        sandbox.state.expire_tokens(int(u.id))
+    kept: dict[str, tuple[str, str | None]] = {}
+
+    def keep(user: BulkUser, token: ox.Token) -> None:
+        kept[user.key] = (token.access_token, token.refresh_token)
+
+    p = pipeline(tmp_path)
+    users = [BulkUser.with_token(*pairs[u.email]) for u in seeded]
+    data = source(box, users, on_token=keep)
+    if one_by_one:
+        for name in ("users", "accounts", "transactions"):
+            await load(p, data.with_resources(name))
+    else:
+        await load(p, data)
+    # one refresh per user, shared by the three resources, and every table has them all
+    assert sandbox.state.counters.grants["refresh_token"] == len(seeded)
+    assert set(kept) == set(keys.values())
+    assert all(kept[k][1] != pairs[e][1] for e, k in keys.items())  # rotated
+    want = {(keys[e], i): v for (e, i), v in truth(sandbox, only=pairs).items()}
+    assert_exact(loaded(tmp_path), want)
+    assert {r["key"] for r in table(tmp_path, "users")} == set(keys.values())
+    assert {r["user"] for r in table(tmp_path, "accounts")} == set(keys.values())
+
+    # the next load starts from the kept pairs, under the same keys
+    again = [BulkUser.with_token(*kept[keys[u.email]], key=keys[u.email]) for u in seeded]
+    for u in seeded:
+        sandbox.state.expire_tokens(int(u.id))
+    await load(p, source(box, again, on_token=keep))
+    assert sandbox.state.counters.grants["refresh_token"] == 2 * len(seeded)
+    assert_exact(loaded(tmp_path), want)
+
+
 # ------------------------------------------------------------------ shards
 async def test_one_pipeline_per_shard_loads_every_user_once(box: Box, tmp_path: Path) -> None:
     sandbox = box.sandbox
@@ -312,3 +359,12 @@ def test_users_must_be_users() -> None:
     with pytest.raises(ox.ArgumentError, match="users"):
         oxlin_source([42], client_id="id", client_secret="s")  # type: ignore[list-item]
 
+
+
+def test_the_core_does_not_import_dlt() -> None:
+    # dlt is an extra: the SDK, the CLI and the emulator load without it
+    code = ("import sys, oxlin_async, oxlin_async.bulk, oxlin_async.cli, oxlin_async.testing; "
+            "print(sorted(m for m in sys.modules if m == 'dlt' or m.startswith('dlt.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
