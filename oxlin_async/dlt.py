@@ -124,13 +124,15 @@ def _failed(resource: str, user: BulkUser, error: OxlinError | str, kind: str) -
 
 
 async def _per_user(users: Sequence[BulkUser], concurrency: int,
-                    work: Callable[[BulkUser], Awaitable[T | None]]) -> AsyncIterator[T]:
-    """`work` of each user, `concurrency` users at a time, in the users' order."""
+                    work: Callable[[BulkUser], Awaitable[T | None]]) -> AsyncIterator[list[T]]:
+    """`work` of each user, `concurrency` users at a time, in the users' order: a list
+    per `concurrency` users (dlt takes each item of an async generator through a future
+    it polls, so one item per user would cost more than the user's requests)."""
     for start in range(0, len(users), concurrency):
-        for result in await asyncio.gather(*(work(u) for u in
-                                             users[start:start + concurrency])):
-            if result is not None:
-                yield result
+        done = await asyncio.gather(*(work(u) for u in users[start:start + concurrency]))
+        results = [result for result in done if result is not None]
+        if results:
+            yield results
 
 
 class _Session:
@@ -251,7 +253,7 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
 
     # Each resource is a plain function that dlt calls in its extract thread, where the
     # resource state is reachable; the async generator it returns runs on dlt's event loop.
-    def users_data() -> AsyncIterator[dict[str, Any]]:
+    def users_data() -> AsyncIterator[list[dict[str, Any]]]:
         async def read(user_client: UserClient, user: BulkUser) -> dict[str, Any]:
             row: dict[str, Any] = {"key": user.key, "user_id": None, "email": user.email,
                                    "creation_date": None}
@@ -262,11 +264,11 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
             row.update(user_id=me.id, email=me.email, creation_date=me.creation_date)
             return row
 
-        async def rows() -> AsyncIterator[dict[str, Any]]:
+        async def rows() -> AsyncIterator[list[dict[str, Any]]]:
             async with session.client() as client:
-                async for row in _per_user(chosen, concurrency, lambda u: session.signed_in(
+                async for rows in _per_user(chosen, concurrency, lambda u: session.signed_in(
                         client, u, "users", lambda uc: read(uc, u))):
-                    yield row
+                    yield rows
         return rows()
 
     def accounts_data() -> AsyncIterator[list[dict[str, Any]]]:
@@ -282,8 +284,7 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
             async with session.client() as client:
                 async for accounts in _per_user(chosen, concurrency, lambda u: session.signed_in(
                         client, u, "accounts", lambda uc: read(uc, u))):
-                    if accounts:
-                        yield accounts
+                    yield [account for some in accounts for account in some]
         return rows()
 
     def transactions_data() -> AsyncIterator[Any]:
