@@ -40,6 +40,12 @@ from oxlin_async.testing import OxlinSandbox
 USERS = 12
 
 
+@pytest.fixture(autouse=True)
+def _no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # dlt reports usage to its makers by default; tests make no such call
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
 @attrs.frozen
 class Box:
     sandbox: OxlinSandbox
@@ -329,9 +335,13 @@ async def test_one_pipeline_per_shard_loads_every_user_once(box: Box, tmp_path: 
 
 
 def test_the_shard_of_a_user_is_stable_across_processes() -> None:
-    # sha256, not Python's per-process salted hash: these values hold on any machine
-    assert [shard_of(f"user{i}@example.com", 64) for i in range(4)] == [
-        shard_of(f"user{i}@example.com", 64) for i in range(4)]
+    # SHA-256 of the key, not Python's per-process salted hash: these values hold on any
+    # machine, and are the sharded export's (a user's rows and its export part agree)
+    assert [shard_of(f"user{i}@example.com", 64) for i in range(4)] == [0, 17, 11, 55]
+    assert shard_of("token:0123456789abcdef01234567", 16) == 4
+    code = "from oxlin_async.dlt import shard_of; print(shard_of('user3@example.com', 64))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "55"
     assert shard_of("user0@example.com", 1) == 0
     spread = {shard_of(f"user{i}@example.com", 8) for i in range(200)}
     assert spread == set(range(8))
