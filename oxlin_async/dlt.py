@@ -77,6 +77,7 @@ CURSORS = "import_date"
 
 # Arrow takes Decimal, date and aware datetime as they are; enums as their text.
 _arrow_rows = encoder({Kind.ENUM: str})
+_SCHEMA = arrow_schema()
 
 #: decimals of account balances: exact, as the amounts are
 _MONEY: TColumnSchema = {"data_type": "decimal", "precision": 18, "scale": 2}
@@ -110,17 +111,16 @@ def shard_pipeline(shard: tuple[int, int], *, pipeline_name: str = "oxlin",
 
 def _page_table(page: Page) -> Any:
     """One page as an Arrow table of the export row's schema."""
-    schema = arrow_schema()
     rows = _arrow_rows(page)
-    columns = zip(*rows, strict=True) if rows else ([] for _ in schema)
+    columns = zip(*rows, strict=True) if rows else ([] for _ in _SCHEMA)
     return pa.Table.from_arrays([pa.array(list(values), type=field.type)
-                                 for values, field in zip(columns, schema, strict=True)],
-                                schema=schema)
+                                 for values, field in zip(columns, _SCHEMA, strict=True)],
+                                schema=_SCHEMA)
 
 
-def _failed(resource: str, user: BulkUser, error: OxlinError | str, kind: str) -> None:
+def _failed(resource: str, user: str, kind: str | None, error: object) -> None:
     # the key and the error's type and message: none of them holds a secret
-    log.warning("oxlin dlt %s: user %s failed (%s): %s", resource, user.key, kind, error)
+    log.warning("oxlin dlt %s: user %s failed (%s): %s", resource, user, kind, error)
 
 
 async def _per_user(users: Sequence[BulkUser], concurrency: int,
@@ -187,12 +187,12 @@ class _Session:
         try:
             user_client = user.user_client(client, on_token=lambda t: self.token(user, t))
         except OxlinError as error:
-            _failed(resource, user, error, type(error).__name__)
+            _failed(resource, user.key, type(error).__name__, error)
             return None
         try:
             return await read(user_client)
         except OxlinError as error:
-            _failed(resource, user, error, type(error).__name__)
+            _failed(resource, user.key, type(error).__name__, error)
             return None
         finally:
             user_client.forget()  # the next resource starts from the newest pair
@@ -216,7 +216,8 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
     keeps only that shard's users (`shard_of`). `on_token(user, token)` sees each token a
     token user's session obtains: refresh tokens are single-use, so keep
     ``token.access_token``/``token.refresh_token`` for the next load. Raises
-    `ArgumentError` for a bad value, before any request.
+    `ArgumentError` for a bad value, before any request. Callbacks run in dlt's extract
+    thread.
     """
     client_id = client_id or os.environ.get("OXLIN_CLIENT_ID")
     client_secret = client_secret or os.environ.get("OXLIN_CLIENT_SECRET")
@@ -299,8 +300,7 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
 
         def user_done(report: UserReport) -> None:
             if report.status == "failed":
-                log.warning("oxlin dlt transactions: user %s failed (%s): %s", report.user,
-                            report.error_type, report.error)
+                _failed("transactions", report.user, report.error_type, report.error)
             elif report.last_import_date is not None:
                 old = cursors.get(report.user)
                 if old is None or dt.datetime.fromisoformat(old) < report.last_import_date:
