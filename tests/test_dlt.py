@@ -35,7 +35,7 @@ from _helpers import (
 import oxlin_async as ox
 from oxlin_async.bulk import BulkUser
 from oxlin_async.dlt import CURSORS, oxlin_source, shard_of, shard_pipeline
-from oxlin_async.testing import OxlinSandbox
+from oxlin_async.testing import Faults, OxlinSandbox
 
 USERS = 12
 
@@ -206,6 +206,23 @@ async def test_since_bounds_a_users_first_load_and_a_new_user_gets_its_history(
         user = owner[q["account_id"]]
         want_since = since if user == everyone[-1].key else newest[user]
         assert q["start_import_date"] == str(want_since), (user, q)
+
+
+async def test_exact_under_latency_and_injected_faults(tmp_path: Path) -> None:
+    faults = Faults.uniform(0.1, seed=9, retry_after=0, latency=0.005, jitter=0.01)
+    async with OxlinSandbox(users=20, seed=43, transactions_per_account=40,
+                            faults=faults) as sandbox, recording_proxy(sandbox) as proxy:
+        box = Box(sandbox, proxy)
+        p = pipeline(tmp_path)
+        for _ in range(2):
+            info = await load(p, source(box))
+            assert not info.has_failed_jobs
+            assert_exact(loaded(tmp_path), truth(sandbox))
+            assert {r["key"] for r in table(tmp_path, "users")} == {
+                u.email for u in sandbox.users}
+            assert len(table(tmp_path, "accounts")) == sum(
+                len(sandbox.state.data(int(u.id)).accounts) for u in sandbox.users)
+        assert sum(sandbox.state.counters.faults.values()) > 20
 
 
 # ------------------------------------------------------------------ secrets
