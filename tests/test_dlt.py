@@ -240,7 +240,8 @@ def _found(root: Path, needles: Iterable[str]) -> set[str]:
 
 
 async def test_no_secret_in_state_pipeline_files_database_or_logs(
-        box: Box, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        box: Box, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str]) -> None:
     sandbox = box.sandbox
     caplog.set_level(logging.DEBUG)
     # a token user too, and a user whose password is wrong (its failure is logged)
@@ -275,7 +276,8 @@ async def test_no_secret_in_state_pipeline_files_database_or_logs(
                          ).fetchall()])
     assert all(v in dump for v in visible)
     assert all(s not in dump for s in secrets)
-    logs = "\n".join(r.getMessage() for r in caplog.records)
+    out, err = capfd.readouterr()  # what dlt printed or logged itself
+    logs = "\n".join([r.getMessage() for r in caplog.records] + [out, err])
     assert sandbox.users[2].email in logs  # the failed user is reported, by its key
     assert all(s not in logs for s in secrets)
 
@@ -369,6 +371,8 @@ def test_the_shard_of_a_user_is_stable_across_processes() -> None:
     ({"shard": (True, 2)}, "shard"), ({"concurrency": 0}, "concurrency"),
     ({"per_user_concurrency": "4"}, "per_user_concurrency"),
     ({"client_secret": ""}, "client_secret"),
+    ({"since": dt.datetime(2025, 1, 1)}, "since"),  # naive: which instant?
+    ({"retries": 3}, "client_options"),  # not an OxlinClient option
 ])
 def test_bad_options_fail_before_any_request(options: dict[str, Any], name: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
