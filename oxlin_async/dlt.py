@@ -267,9 +267,9 @@ def oxlin_source(users: Iterable[BulkUser | tuple[str, str]], *,
 
         async def rows() -> AsyncIterator[list[dict[str, Any]]]:
             async with session.client() as client:
-                async for rows in _per_user(chosen, concurrency, lambda u: session.signed_in(
+                async for some in _per_user(chosen, concurrency, lambda u: session.signed_in(
                         client, u, "users", lambda uc: read(uc, u))):
-                    yield rows
+                    yield some
         return rows()
 
     def accounts_data() -> AsyncIterator[list[dict[str, Any]]]:

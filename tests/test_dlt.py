@@ -143,10 +143,12 @@ async def test_two_loads_merge_exactly_and_the_second_asks_only_for_new_imports(
     assert users == {u.email: {**users[u.email], "user_id": u.id, "email": u.email}
                      for u in sandbox.users}
     accounts = {r["id"]: r for r in table(tmp_path, "accounts")}
-    want_accounts = {str(a.id): (u.email, Decimal(a.balance_cents).scaleb(-2))
+    want_accounts = {str(a.id): (u.email, Decimal(a.balance_cents).scaleb(-2), a.type,
+                                 str(a.connection_id))
                      for u in sandbox.users
                      for a in sandbox.state.data(int(u.id)).accounts.values()}
-    assert {k: (r["user"], r["balance"]) for k, r in accounts.items()} == want_accounts
+    assert {k: (r["user"], r["balance"], r["type"], r["connection_id"])
+            for k, r in accounts.items()} == want_accounts
 
     # Between the loads, a bank sync imports new transactions for three users.
     cursors = newest_imports(sandbox)
