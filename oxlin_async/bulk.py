@@ -287,7 +287,8 @@ class BulkRun:
 
     Which transactions: a `TransactionFilter` as `filter`, or its fields as keywords
     (``since=``, ``start_date=``, ``statuses=``...); the fetcher chooses `account_id`
-    and the order itself.
+    and the order itself. `filter_for(user)` may give a user a filter of its own (each
+    user's own ``since``, say), used instead of `filter` where it is not None.
     """
 
     def __init__(self, client: OxlinClient,
@@ -301,6 +302,7 @@ class BulkRun:
                  progress_interval: float = 0.2,
                  on_user_done: Callable[[UserReport], None] | None = None,
                  on_token: Callable[[BulkUser, Token], None] | None = None,
+                 filter_for: Callable[[BulkUser], TransactionFilter | None] | None = None,
                  **filters: Any) -> None:
         for name, value in (("concurrency", concurrency),
                             ("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
@@ -313,6 +315,9 @@ class BulkRun:
         self.filter = TransactionFilter.of(filter, **filters)
         if self.filter.account_id is not None:
             raise ArgumentError("account_id", "is chosen by the bulk fetcher")
+        #: one user's filter instead of `filter`, where it gives one (an incremental load
+        #: that keeps a cursor per user); its account_id is ignored, like `filter`'s
+        self._filter_for = filter_for
         self._client = client
         if isinstance(users, (list, tuple)):
             users = [BulkUser.of(u) for u in users]  # a wrong kind of user fails here, early
@@ -523,7 +528,9 @@ class BulkRun:
                     or (user.key, a.id) not in self.checkpoint.accounts]
             report.accounts = len(accounts)
             report.accounts_skipped = len(accounts) - len(todo)
-            await _all_or_nothing([self._fetch_account(user_client, report, a) for a in todo])
+            wanted = self._filter_for(user) if self._filter_for is not None else None
+            await _all_or_nothing([self._fetch_account(user_client, report, a, wanted)
+                                   for a in todo])
             report.status = "done"
         except OxlinError as error:
             report.status = "failed"
@@ -548,8 +555,10 @@ class BulkRun:
                                          f"{owner}: exported once, as {owner}")
 
     async def _fetch_account(self, user_client: UserClient, report: UserReport,
-                             account: Account) -> None:
-        walk = user_client.transactions.list(filter=self.filter, account_id=account.id,
+                             account: Account, wanted: TransactionFilter | None = None
+                             ) -> None:
+        chosen = self.filter if wanted is None else attrs.evolve(wanted, account_id=None)
+        walk = user_client.transactions.list(filter=chosen, account_id=account.id,
                                              prefetch=self.per_user_concurrency)
         delivered = 0
         async for page in walk.pages():

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import attrs
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -229,6 +230,52 @@ async def client_of(routes: Iterable[web.RouteDef], *, client_secret: str = "sec
             yield client
     finally:
         await server.close()
+
+
+@attrs.frozen
+class Proxy:
+    """A recording HTTP proxy in front of a sandbox: the query of every GET
+    /transactions that reaches the emulator."""
+
+    environment: ox.Environment
+    queries: list[dict[str, str]]
+
+
+@contextlib.asynccontextmanager
+async def recording_proxy(sandbox: OxlinSandbox) -> AsyncIterator[Proxy]:
+    """A `Proxy` in front of `sandbox`, on a port of its own; point a client at its
+    `environment` (the emulator still counts every request)."""
+    queries: list[dict[str, str]] = []
+    kept = ("Content-Type", "Retry-After", "WWW-Authenticate", "X-Request-ID")
+
+    async with aiohttp.ClientSession() as http:
+        async def forward(request: web.Request) -> web.Response:
+            if request.method == "GET" and request.path.endswith("/transactions"):
+                queries.append(dict(request.query))
+            headers = {k: v for k, v in request.headers.items()
+                       if k in ("Authorization", "Content-Type")}
+            async with http.request(request.method, sandbox.base_url + request.path_qs,
+                                    headers=headers, data=await request.read()) as answer:
+                return web.Response(status=answer.status, body=await answer.read(),
+                                    headers={k: answer.headers[k] for k in kept
+                                             if k in answer.headers})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        box = sandbox.environment
+        base = f"http://127.0.0.1:{port}"
+        try:
+            yield Proxy(ox.Environment(
+                auth_url=str(box.auth_url).replace(sandbox.base_url, base),
+                api_url=str(box.api_url).replace(sandbox.base_url, base),
+                embed_url=str(box.embed_url).replace(sandbox.base_url, base)), queries)
+        finally:
+            await runner.cleanup()
 
 
 class FakeClock:

@@ -241,6 +241,34 @@ async def test_since_is_the_start_import_date() -> None:
                          if k in truth(box, lambda t: t.import_date > threshold)}
 
 
+async def test_filter_for_gives_a_user_its_own_filter() -> None:
+    # an incremental load with a cursor per user (oxlin_async.dlt): the first user from
+    # its own import date, the others with the run's filter
+    async with OxlinSandbox(users=3, seed=34, transactions_per_account=30) as box, \
+            client_for(box) as client:
+        first = box.users[0].email
+        imports = sorted(t.import_date for t in records(box)[first])
+        own = imports[len(imports) // 2]
+        since = dt.datetime.fromtimestamp(own, dt.timezone.utc)
+
+        def filter_for(user: BulkUser) -> ox.TransactionFilter | None:
+            # its account_id, if any, is the fetcher's to choose
+            return (ox.TransactionFilter(since=since, account_id="1")
+                    if user.key == first else None)
+
+        run = client.bulk_transactions(users_of(box), filter_for=filter_for,
+                                       excluded_statuses=["CANCELLED"])
+        want = truth(box, lambda t: t.status != "CANCELLED", only=[u.email for u in
+                                                                   box.users[1:]])
+        want.update(truth(box, lambda t: t.import_date >= own, only=[first]))
+        assert_exact(delivered(await drain(run)), want)
+        assert len(want) < len(truth(box))
+        # the first user's own filter replaces the run's: its cancelled ones come too
+        assert any(t.status == "CANCELLED" for t in records(box)[box.users[1].email])
+        assert any(t.status == "CANCELLED" and t.import_date >= own
+                   for t in records(box)[first])
+
+
 # ---------------------------------------------------------------------- backpressure
 async def test_a_slow_consumer_bounds_the_fetching() -> None:
     # 2 users x 2 accounts x 6 pages: a fetcher that ignored the consumer would have

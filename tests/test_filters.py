@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import attrs
 import pytest
-from _helpers import Truth, assert_exact
-from aiohttp import web
+from _helpers import Proxy, Truth, assert_exact, recording_proxy
 
 import oxlin_async as ox
 from oxlin_async import cli
@@ -153,48 +151,10 @@ def test_each_option_is_a_filter_spelt_with_dashes() -> None:
 
 
 # ------------------------------------------------- one filter, three ways, one query
-@attrs.frozen
-class Proxy:
-    """A recording HTTP proxy in front of a sandbox: the query of every GET
-    /transactions that reaches the emulator."""
-
-    environment: ox.Environment
-    queries: list[dict[str, str]]
-
-
 @pytest.fixture
 async def proxy(sandbox: OxlinSandbox) -> AsyncIterator[Proxy]:
-    queries: list[dict[str, str]] = []
-    kept = ("Content-Type", "Retry-After", "WWW-Authenticate", "X-Request-ID")
-
-    async with aiohttp.ClientSession() as http:
-        async def forward(request: web.Request) -> web.Response:
-            if request.method == "GET" and request.path.endswith("/transactions"):
-                queries.append(dict(request.query))
-            headers = {k: v for k, v in request.headers.items()
-                       if k in ("Authorization", "Content-Type")}
-            async with http.request(request.method, sandbox.base_url + request.path_qs,
-                                    headers=headers, data=await request.read()) as answer:
-                return web.Response(status=answer.status, body=await answer.read(),
-                                    headers={k: answer.headers[k] for k in kept
-                                             if k in answer.headers})
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        box = sandbox.environment
-        base = f"http://127.0.0.1:{port}"
-        try:
-            yield Proxy(ox.Environment(
-                auth_url=str(box.auth_url).replace(sandbox.base_url, base),
-                api_url=str(box.api_url).replace(sandbox.base_url, base),
-                embed_url=str(box.embed_url).replace(sandbox.base_url, base)), queries)
-        finally:
-            await runner.cleanup()
+    async with recording_proxy(sandbox) as recording:
+        yield recording
 
 
 def _filters_sent(queries: list[dict[str, str]]) -> list[dict[str, str]]:
