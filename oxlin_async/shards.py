@@ -151,7 +151,7 @@ class ShardPlan:
                              "down: give the password to every worker as PGPASSWORD or "
                              "in ~/.pgpass instead")
         for key in self.users:
-            if key not in ("file", "sandbox"):
+            if key not in ("file", "sandbox"):  # both: the file's users, in the sandbox
                 raise ShardError(f"users come from a 'file' or a 'sandbox', not {key!r}")
 
     def shard_of(self, key: str) -> int:
@@ -536,10 +536,12 @@ async def _run_shard(spec: ShardSpec, on_progress: Callable[[ShardProgress], Non
         if "sandbox" in plan.users:
             box = _sandbox(plan.users["sandbox"])
             await stack.enter_async_context(box)
+            credentials, environment = (box.client_id, box.client_secret), box.environment
             users: list[BulkUser] = [BulkUser.with_password(u.email, u.password)
                                      for u in box.users]
-            credentials, environment = (box.client_id, box.client_secret), box.environment
             tokens = None
+            if "file" in plan.users:  # the file's users, against the embedded emulator
+                users, tokens = _users_file(plan, spec.index)
         else:
             credentials = _credentials()
             environment = _hosts(plan.hosts)
@@ -695,6 +697,111 @@ def part_paths(directory: str) -> list[str]:
     return [store.path(p["path"]) for p in json.loads(data)["parts"] if p["path"]]
 
 
+# ------------------------------------------------------------- many shards, many processes
+@attrs.frozen
+class ShardedRun:
+    """Every shard's result, and the manifest when the run committed."""
+
+    results: tuple[ShardResult, ...]
+    manifest: Mapping[str, Any] | None = attrs.field(default=None, repr=False)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        return tuple(k for r in self.results for k in r.failed)
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.results)
+
+
+def divide(concurrency: int, running: int) -> int:
+    """Each of `running` concurrent shards' share of a `concurrency` budget (at least 1),
+    so that the API sees at most `concurrency` requests in flight."""
+    return max(1, concurrency // max(1, running))
+
+
+_queue: Any = None  # a worker process's progress queue (see `run_local`)
+
+
+def _init_worker(queue: Any) -> None:
+    global _queue
+    _queue = queue
+
+
+def _local_task(spec: ShardSpec) -> ShardResult:
+    queue = _queue
+    return run_shard(spec, on_progress=None if queue is None
+                     else lambda p: queue.put(attrs.astuple(p)))
+
+
+def run_local(directory: str, *, workers: int, concurrency: int = 32,
+              per_user_concurrency: int = 4, max_retries: int | None = None,
+              retry_failed: bool = False, commit_after: bool = True,
+              allow_failed: bool = False,
+              on_progress: Callable[[ShardProgress], None] | None = None,
+              on_shard: Callable[[ShardResult], None] | None = None) -> ShardedRun:
+    """Every shard of the plan in `directory`, in `workers` local processes (spawned:
+    each with this process's environment, so its credentials), each shard with its
+    share of `concurrency`; then `commit` (unless `commit_after` is false, or some
+    user failed and not `allow_failed`: the run's `manifest` is None then)."""
+    import concurrent.futures
+    import multiprocessing
+
+    plan = load_plan(directory)
+    if not isinstance(workers, int) or workers < 1:
+        raise ShardError(f"workers must be an int >= 1, got {workers!r}")
+    share = divide(concurrency, min(workers, plan.shards))
+    specs = [ShardSpec(directory, i, share, per_user_concurrency, max_retries, retry_failed)
+             for i in range(plan.shards)]
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue() if on_progress is not None else None
+    results: list[ShardResult] = []
+    with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(queue,)) as pool:
+        pending = {pool.submit(_local_task, spec) for spec in specs}
+        errors: list[str] = []
+        while pending:
+            finished, pending = concurrent.futures.wait(
+                pending, timeout=0.2, return_when=concurrent.futures.FIRST_COMPLETED)
+            _drain(queue, on_progress)
+            for future in finished:
+                error = future.exception()
+                if error is not None:
+                    errors.append(f"{type(error).__name__}: {error}")
+                    continue
+                results.append(future.result())
+                if on_shard is not None:
+                    on_shard(results[-1])
+        _drain(queue, on_progress)
+    if queue is not None:
+        queue.close()
+        queue.join_thread()
+    if errors:
+        raise ShardError(f"{len(errors)} shards failed: {errors[0]}")
+    return _finish(directory, results, commit_after, allow_failed)
+
+
+def _drain(queue: Any, on_progress: Callable[[ShardProgress], None] | None) -> None:
+    import queue as queues
+
+    if queue is None or on_progress is None:
+        return
+    while True:
+        try:
+            on_progress(ShardProgress(*queue.get_nowait()))
+        except queues.Empty:
+            return
+
+
+def _finish(directory: str, results: list[ShardResult], commit_after: bool,
+            allow_failed: bool) -> ShardedRun:
+    ordered = tuple(sorted(results, key=lambda r: r.index))
+    if not commit_after or (any(r.failed for r in ordered) and not allow_failed):
+        return ShardedRun(ordered)
+    return ShardedRun(ordered, commit(directory, allow_failed=allow_failed))
+
+
 __all__ = ["CREDENTIALS", "FORMATS", "MANIFEST", "PLAN", "SUCCESS", "ShardError", "ShardPlan",
-           "ShardProgress", "ShardResult", "ShardSpec", "commit", "export_shard", "load_plan",
-           "part_paths", "part_stem", "prepare", "run_shard", "shard_of", "status"]
+           "ShardProgress", "ShardResult", "ShardSpec", "ShardedRun", "commit", "divide",
+           "export_shard", "load_plan", "part_paths", "part_stem", "prepare", "run_local",
+           "run_shard", "shard_of", "status"]
