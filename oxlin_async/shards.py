@@ -426,9 +426,7 @@ async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str
     fetches the users its parts left failed into an additional part."""
     started = time.monotonic()
     plan = load_plan(directory)
-    if not isinstance(index, int) or not 0 <= index < plan.shards:
-        raise ShardError(f"shard index {index!r} out of range: the plan has {plan.shards} "
-                         f"shards (0 to {plan.shards - 1})")
+    _check_index(plan, index)
     store = _Store(directory)
     done = _reports(store, index, plan.shards)
     mine = [u for u in map(BulkUser.of, users) if plan.shard_of(u.key) == index]
@@ -465,6 +463,9 @@ async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+            if store.fs is None:
+                with contextlib.suppress(OSError):  # others' attempts still in there
+                    os.rmdir(os.path.dirname(scratch))
     failed_keys = tuple(u.user for u in result if u.status == "failed")
     report = {"shard": index, "shards": plan.shards, "retry": retry, "part": part,
               "rows": pages.rows, "users": len(result), "failed": len(failed_keys),
@@ -474,6 +475,12 @@ async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str
     store.write(f"{stem}.report.json", _json_bytes(report))
     return ShardResult(index, plan.shards, part, pages.rows, len(result), failed_keys,
                        retry=retry, elapsed=time.monotonic() - started)
+
+
+def _check_index(plan: ShardPlan, index: object) -> None:
+    if not isinstance(index, int) or not 0 <= index < plan.shards:
+        raise ShardError(f"shard index {index!r} out of range: the plan has {plan.shards} "
+                         f"shards (0 to {plan.shards - 1})")
 
 
 def _open(plan: ShardPlan, path: str | None) -> Writer:
@@ -530,6 +537,7 @@ async def _run_shard(spec: ShardSpec, on_progress: Callable[[ShardProgress], Non
     from ._retry import RetryPolicy
 
     plan = load_plan(spec.directory)
+    _check_index(plan, spec.index)
     retry = RetryPolicy() if spec.max_retries is None \
         else RetryPolicy(max_retries=spec.max_retries)
     async with contextlib.AsyncExitStack() as stack:
