@@ -498,8 +498,13 @@ async def _fetch(client: OxlinClient, users: list[BulkUser], plan: ShardPlan,
                  pages: _UserPages, index: int, concurrency: int, per_user: int,
                  on_progress: Callable[[ShardProgress], None] | None,
                  on_token: Callable[[BulkUser, Token], None] | None) -> list[UserReport]:
+    last = 0.0
+
     def progress(p: Any) -> None:
-        if on_progress is not None:
+        nonlocal last
+        # at most twice a second: the message may cross a network (a Dask queue)
+        if on_progress is not None and time.monotonic() - last >= 0.5:
+            last = time.monotonic()
             on_progress(ShardProgress(index, len(users), p.users_done, p.users_failed,
                                       p.transactions))
 
