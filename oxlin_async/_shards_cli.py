@@ -19,6 +19,7 @@ from .shards import (
     ShardProgress,
     ShardResult,
     ShardSpec,
+    absolute,
     commit,
     prepare,
     run_local,
@@ -140,6 +141,7 @@ def _plan(args: argparse.Namespace) -> tuple[str, ShardPlan]:
         directory = args.shard_dir or f"postgresql-{database}.shards"
     else:
         directory = args.out
+    directory = absolute(directory)  # as the workers see it, whatever their folder
     try:
         plan = ShardPlan(shards=shards, format=fmt, filter=_filter(args), users=users,
                          hosts=hosts, output=args.out if fmt == "postgresql" else None)

@@ -33,6 +33,7 @@ from .shards import (
     ShardResult,
     ShardSpec,
     _finish,
+    absolute,
     divide,
     load_plan,
     run_shard,
@@ -67,6 +68,7 @@ def tasks(directory: str, *, running: int, concurrency: int = 32,
           retry_failed: bool = False) -> list[ShardSpec]:
     """The tasks' arguments: one `ShardSpec` per shard, each with its share of the
     concurrency (`running` shards at once)."""
+    directory = absolute(directory)
     plan = load_plan(directory)
     share = divide(concurrency, min(running, plan.shards))
     return [ShardSpec(directory, i, share, per_user_concurrency, max_retries, retry_failed)

@@ -196,7 +196,10 @@ class _Store:
                                  "(pip install 'oxlin-async[dask]', or fsspec and the "
                                  "protocol's package); local folders need nothing"
                                  ) from None
-            self.fs, self.base = fsspec.core.url_to_fs(root)
+            try:
+                self.fs, self.base = fsspec.core.url_to_fs(root)
+            except (ImportError, ValueError) as exc:  # no package for that protocol
+                raise ShardError(f"cannot write to {root}: {exc}") from None
         else:
             self.base = os.path.abspath(root.removeprefix("file://"))
 
@@ -727,6 +730,12 @@ class ShardedRun:
         return sum(r.rows for r in self.results)
 
 
+def absolute(directory: str) -> str:
+    """`directory` as every process sees it: a local folder's absolute path (a worker's
+    current folder is not the caller's), a URL as it is."""
+    return directory if "://" in directory else os.path.abspath(directory)
+
+
 def divide(concurrency: int, running: int) -> int:
     """Each of `running` concurrent shards' share of a `concurrency` budget (at least 1),
     so that the API sees at most `concurrency` requests in flight."""
@@ -753,20 +762,28 @@ def run_local(directory: str, *, workers: int, concurrency: int = 32,
               allow_failed: bool = False,
               on_progress: Callable[[ShardProgress], None] | None = None,
               on_shard: Callable[[ShardResult], None] | None = None) -> ShardedRun:
-    """Every shard of the plan in `directory`, in `workers` local processes (spawned:
-    each with this process's environment, so its credentials), each shard with its
+    """Every shard of the plan in `directory`, in `workers` local processes (each with
+    this process's environment, so its credentials), each shard with its
     share of `concurrency`; then `commit` (unless `commit_after` is false, or some
     user failed and not `allow_failed`: the run's `manifest` is None then)."""
     import concurrent.futures
     import multiprocessing
 
+    directory = absolute(directory)
     plan = load_plan(directory)
     if not isinstance(workers, int) or workers < 1:
         raise ShardError(f"workers must be an int >= 1, got {workers!r}")
     share = divide(concurrency, min(workers, plan.shards))
     specs = [ShardSpec(directory, i, share, per_user_concurrency, max_retries, retry_failed)
              for i in range(plan.shards)]
-    context = multiprocessing.get_context("spawn")
+    # A fork server imports the SDK once and forks each worker from it (a worker forked
+    # from here would inherit the progress bar's thread); spawn where there is none.
+    context: Any
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["oxlin_async.shards"])
+    else:  # pragma: no cover - Windows
+        context = multiprocessing.get_context("spawn")
     queue = context.Queue() if on_progress is not None else None
     results: list[ShardResult] = []
     with concurrent.futures.ProcessPoolExecutor(

@@ -275,6 +275,14 @@ async def test_a_url_destination_goes_through_fsspec(tmp_path: Path) -> None:
     assert fs.exists("/oxlin-test/parts/_SUCCESS")
 
 
+def test_a_url_of_an_unknown_protocol_is_refused_before_any_request(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["export", "--sandbox", "--sandbox-users", "2", "--out", "nosuchproto://b/tx",
+                "--shards", "2", "--shard-index", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to nosuchproto://b/tx" in err and "Traceback" not in err
+
+
 # ------------------------------------------------------------------------- secrets
 def test_no_secret_in_the_spec_the_plan_the_reports_or_the_manifest(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
