@@ -776,14 +776,10 @@ def run_local(directory: str, *, workers: int, concurrency: int = 32,
     share = divide(concurrency, min(workers, plan.shards))
     specs = [ShardSpec(directory, i, share, per_user_concurrency, max_retries, retry_failed)
              for i in range(plan.shards)]
-    # A fork server imports the SDK once and forks each worker from it (a worker forked
-    # from here would inherit the progress bar's thread); spawn where there is none.
-    context: Any
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["oxlin_async.shards"])
-    else:  # pragma: no cover - Windows
-        context = multiprocessing.get_context("spawn")
+    # Spawned, not forked: each worker starts with this process's environment as it is
+    # now (its credentials), and without the progress bar's thread. (A fork server
+    # would start faster, but keeps the environment of its own first use.)
+    context = multiprocessing.get_context("spawn")
     queue = context.Queue() if on_progress is not None else None
     results: list[ShardResult] = []
     with concurrent.futures.ProcessPoolExecutor(
