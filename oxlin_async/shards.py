@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from ._filters import WIRE, TransactionFilter
+from ._postgres import redact
 from .bulk import BulkUser, UserReport
 from .errors import OxlinError
 
@@ -189,6 +190,11 @@ class _Store:
         self.root = root
         self.fs: Any = None
         if "://" in root and not root.startswith("file://"):
+            if _has_password(root):
+                # the folder travels in every task's arguments and in the reports
+                raise ShardError(f"the destination {redact(root)} holds a password: give "
+                                 "the storage's credentials through its usual variables or "
+                                 "configuration instead")
             try:
                 import fsspec
             except ImportError:
@@ -444,6 +450,10 @@ async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str
                                retry=int(last.get("retry", 0)))
         mine = [u for u in mine if u.key in failed]
         retry = int(done[-1].get("retry", 0)) + 1
+        if not mine:  # none of them is in the users source any more: nothing to fetch
+            return ShardResult(index, plan.shards, done[-1].get("part"),
+                               sum(int(r["rows"]) for r in done), len(done[0]["results"]),
+                               tuple(sorted(failed)), skipped=True, retry=retry - 1)
     # The set of parts changes: an earlier commit no longer describes the directory.
     store.remove(SUCCESS)
     stem = part_stem(index, plan.shards, retry)
@@ -638,14 +648,18 @@ def status(directory: str) -> dict[str, Any]:
     ``failed`` users (failed in their last attempt: key -> error), and the ``parts``."""
     plan = load_plan(directory)
     store = _Store(directory)
-    names = store.names()
+    by_shard: dict[int, list[str]] = {}
+    for name in store.names():
+        match = _REPORT.fullmatch(name)
+        if match and int(match[2]) == plan.shards:
+            by_shard.setdefault(int(match[1]), []).append(name)
     parts: list[dict[str, Any]] = []
     missing: list[int] = []
     failed: dict[str, str] = {}
     owners: dict[str, str] = {}
     twice: list[str] = []
     for index in range(plan.shards):
-        reports = _reports(store, index, plan.shards, names)
+        reports = _reports(store, index, plan.shards, by_shard.get(index, []))
         if not reports:
             missing.append(index)
             continue

@@ -299,6 +299,27 @@ def test_no_secret_in_the_spec_the_plan_the_reports_or_the_manifest(
     assert "users.csv" in written  # where the users come from, not who they are
 
 
+def test_a_destination_url_with_a_password_is_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["export", "--sandbox", "--sandbox-users", "2", "--out",
+                "ftp://me:pa55-word@example.com/tx", "--shards", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a password" in err and "pa55-word" not in err
+
+
+def test_the_bar_counts_shards_and_users() -> None:
+    from oxlin_async._shards_cli import _Bar
+
+    bar = _Bar(4, enabled=False)
+    bar.update(shards.ShardProgress(0, 10, 3, 1, 120))
+    bar.update(shards.ShardProgress(1, 12, 0, 0, 0))
+    assert bar.text() == "0/4 shards, 4/22+ users, 120 tx, 1 failed"
+    bar.shard(shards.ShardResult(0, 4, "p", 300, 10, ("a", "b")))
+    for i in (1, 2, 3):
+        bar.shard(shards.ShardResult(i, 4, "p", 100, 5, ()))
+    assert bar.text() == "4/4 shards, 25/25 users, 600 tx, 2 failed"
+
+
 def test_a_worker_without_credentials_says_so(tmp_path: Path) -> None:
     (tmp_path / "users.csv").write_text("a@example.com,pw\n")
     shards.prepare("parts", shards.ShardPlan(
