@@ -22,13 +22,14 @@ from _helpers import (
     read_jsonl,
     rows_to_truth,
     run,
+    token_pairs,
     truth,
 )
 from _shards import by_key, cli, finished, manifest_rows, rows_of, shared, signed_in
 
 import oxlin_async as ox
 from oxlin_async import shards
-from oxlin_async.bulk import BulkUser
+from oxlin_async.bulk import BulkUser, token_key
 from oxlin_async.testing import Faults, OxlinSandbox
 
 
@@ -205,6 +206,27 @@ async def test_a_user_failing_mid_walk_leaves_none_of_its_pages(tmp_path: Path) 
         shards.commit(str(tmp_path / "parts"))
     manifest = shards.commit(str(tmp_path / "parts"), allow_failed=True)
     assert sorted(manifest["failed"]) == sorted(failed)
+
+
+def test_token_users_keep_their_rotated_pairs_in_a_store_per_shard(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = population(6, 70, transactions=10)
+    with shared(box, tmp_path, monkeypatch) as call:
+        pairs = token_pairs(box)
+        (tmp_path / "users.csv").write_text("".join(f"{a},{r}\n" for a, r in pairs.values()))
+        keys = {email: token_key(*pair) for email, pair in pairs.items()}
+        args = ["export", *USERS, "--out", "parts", "--shards", "2"]
+        for _ in range(2):  # the second run starts from the pairs the first one rotated
+            call(lambda: box.state.expire_tokens())  # each user must refresh: a new pair
+            assert run(args) == 0
+            for part in (tmp_path / "parts").glob("part-*"):
+                part.unlink()  # fetched again next time
+    stores = sorted(p.name for p in tmp_path.glob("users.csv.tokens*"))
+    assert stores == [f"users.csv.tokens-part-0000{i}-of-00002.json" for i in range(2)]
+    for i in range(2):
+        kept = json.loads((tmp_path / stores[i]).read_text())["tokens"]
+        assert set(kept) == {k for k in keys.values() if shards.shard_of(k, 2) == i}
+        assert not {p["refresh_token"] for p in kept.values()} & {r for _, r in pairs.values()}
 
 
 # ------------------------------------------------------------------ formats, sinks
