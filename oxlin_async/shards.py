@@ -403,6 +403,11 @@ def _reports(store: _Store, index: int, shards: int,
     return sorted(found, key=lambda r: int(r.get("retry", 0)))
 
 
+def _report_name(report: Mapping[str, Any]) -> str:
+    stem = part_stem(int(report["shard"]), int(report["shards"]), int(report.get("retry", 0)))
+    return f"{stem}.report.json"
+
+
 def _unresolved(reports: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """The users whose last attempt failed, with that error."""
     last: dict[str, Mapping[str, Any]] = {}
@@ -438,6 +443,14 @@ async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str
     _check_index(plan, index)
     store = _Store(directory)
     done = _reports(store, index, plan.shards)
+    if done and int(done[0].get("retry", 0)) != 0:
+        # The shard's main part is gone: it runs again in full, and the retries' parts
+        # (whose users it will hold) must go, or they would be counted twice.
+        for report in done:
+            store.remove(_report_name(report))
+            if report.get("part"):
+                store.remove(report["part"])
+        done = []
     mine = [u for u in map(BulkUser.of, users) if plan.shard_of(u.key) == index]
     retry = 0
     if done:
@@ -660,7 +673,7 @@ def status(directory: str) -> dict[str, Any]:
     twice: list[str] = []
     for index in range(plan.shards):
         reports = _reports(store, index, plan.shards, by_shard.get(index, []))
-        if not reports:
+        if not reports or int(reports[0].get("retry", 0)) != 0:  # no main part
             missing.append(index)
             continue
         failed.update(_unresolved(reports))

@@ -177,8 +177,15 @@ def test_a_failed_user_leaves_no_rows_and_no_success_until_retried(
         before = signed_in(call, box)
         assert run([*args, "--retry-failed", "--quiet"]) == 0
         assert signed_in(call, box) - before == {victim: 1}  # that user, no other
-    retry = tmp_path / "parts" / f"{stem}-retry1.jsonl"
-    assert {user for user, _ in read_jsonl(retry)} == {victim}
+        retry = tmp_path / "parts" / f"{stem}-retry1.jsonl"
+        assert {user for user, _ in read_jsonl(retry)} == {victim}
+        assert_exact(rows_to_truth(manifest_rows(tmp_path / "parts")), truth(box))
+
+        # the main part lost: its shard runs again in full, and its retry part goes
+        (tmp_path / "parts" / f"{stem}.jsonl").unlink()
+        assert run(["commit", "parts"]) == 1
+        assert run([*args, "--quiet"]) == 0
+    assert not retry.exists()
     assert_exact(rows_to_truth(manifest_rows(tmp_path / "parts")), truth(box))
 
 
