@@ -32,6 +32,7 @@ from ._export import FORMATS, UnsafeOutputError, Writer, format_of, open_writer,
 from ._filters import TransactionFilter
 from ._postgres import is_url, redact
 from ._retry import RetryPolicy
+from ._shards_cli import add_commit_command, add_shard_arguments, shard_command, wants_shards
 from .bulk import BulkResult, BulkUser, Checkpoint, Progress
 from .environments import Environment
 from .errors import ArgumentError, OxlinError
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="serve the local emulator (python -m oxlin_async.testing)")
     add_serve_arguments(sandbox)
     sandbox.set_defaults(handler=serve)
+    add_commit_command(commands)  # sharded exports (_shards_cli)
     parser.set_defaults(handler=None)
     return parser
 
@@ -360,6 +362,7 @@ def _add_export(export: argparse.ArgumentParser) -> None:
                              dest=option.name, type=option.type, metavar=option.metavar,
                              help=option.help)
     _add_run_options(export)
+    add_shard_arguments(export)
     export.set_defaults(handler=export_command)
 
 
@@ -597,6 +600,8 @@ def _outputs(args: argparse.Namespace, fmt: str) -> tuple[str, str]:
 
 def export_command(args: argparse.Namespace) -> int:
     """``oxlin-async export``: check every input (exit 2 before any request), then run."""
+    if wants_shards(args):
+        return shard_command(args)
     credentials = _credentials(args)
     if credentials is not None:
         _environment(args)  # checked now, used once the run starts

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import inspect
 import logging
 import os
@@ -58,6 +57,7 @@ from ._rows import Kind, Page, arrow_schema, encoder
 from .bulk import BulkUser, UserReport
 from .environments import Environment
 from .errors import ArgumentError, OxlinError, PermissionDeniedError
+from .shards import shard_of
 
 if TYPE_CHECKING:
     from dlt.common.schema.typing import TColumnSchema
@@ -81,13 +81,6 @@ _SCHEMA = arrow_schema()
 
 #: decimals of account balances: exact, as the amounts are
 _MONEY: TColumnSchema = {"data_type": "decimal", "precision": 18, "scale": 2}
-
-
-def shard_of(key: str, count: int) -> int:
-    """The shard (0 <= shard < `count`) of the user keyed `key`: a stable hash, the same
-    in every process and on every machine (Python's `hash` of a str is not)."""
-    digest = hashlib.sha256(key.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count
 
 
 def _check_shard(shard: object) -> tuple[int, int]:

@@ -388,6 +388,20 @@ def users_of(box: OxlinSandbox) -> list[BulkUser]:
     return [BulkUser.with_password(u.email, u.password) for u in box.users]
 
 
+def token_pairs(box: OxlinSandbox) -> dict[str, tuple[str, str]]:
+    """Each seeded user's token pair, as an app that signed them in would hold it (`box`
+    serving, from another thread: see `served`)."""
+    async def sign_in() -> dict[str, tuple[str, str]]:
+        pairs = {}
+        async with new_client(box) as client:
+            for user in box.users:
+                token = await client.as_user(user.email, user.password).tokens.get()
+                assert token.refresh_token is not None
+                pairs[user.email] = (token.access_token, token.refresh_token)
+        return pairs
+    return asyncio.run(sign_in())
+
+
 def delivered(batches: Iterable[Batch]) -> Truth:
     """What the batches hold, as a `Truth`; fails on a duplicate or a misfiled row."""
     out: Truth = {}

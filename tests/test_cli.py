@@ -378,7 +378,7 @@ def test_sandbox_is_an_ordinary_sub_command(capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "--users" in err, err
     assert run(["--help"]) == 0
-    assert "{export,sandbox}" in capsys.readouterr().out
+    assert "{export,sandbox,commit}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("new", "old"), [

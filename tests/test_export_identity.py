@@ -10,7 +10,6 @@ These runs need one emulator across several command runs: it serves from a threa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
@@ -18,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import Truth, assert_exact, new_client, read_jsonl, report_of, run, served, truth
+from _helpers import (
+    Truth,
+    assert_exact,
+    new_client,
+    read_jsonl,
+    report_of,
+    run,
+    served,
+    token_pairs,
+    truth,
+)
 
 import oxlin_async as ox
 from oxlin_async.bulk import token_key
@@ -39,19 +48,6 @@ def hosts(box: OxlinSandbox, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("OXLIN_CLIENT_ID", box.client_id)
     monkeypatch.setenv("OXLIN_CLIENT_SECRET", box.client_secret)
     return ["--auth-url", box.auth_url, "--api-url", box.api_url, "--embed-url", box.embed_url]
-
-
-def token_pairs(box: OxlinSandbox) -> dict[str, tuple[str, str]]:
-    """Each seeded user's token pair, as an app that signed them in would hold it."""
-    async def sign_in() -> dict[str, tuple[str, str]]:
-        pairs = {}
-        async with new_client(box) as client:
-            for user in box.users:
-                token = await client.as_user(user.email, user.password).tokens.get()
-                assert token.refresh_token is not None
-                pairs[user.email] = (token.access_token, token.refresh_token)
-        return pairs
-    return asyncio.run(sign_in())
 
 
 def keyed(want: Truth, keys: dict[str, str]) -> Truth:
