@@ -789,3 +789,83 @@ def _wire_model(cls: type[Any], lookup: Lookup | None) -> WireModel | None:
     name = f"{cls.__name__}{'Wire' if lookup is None else 'TolerantWire'}"
     struct = msgspec.defstruct(name, wire_fields, kw_only=True, gc=False)
     return WireModel(env["one"], env["page"], env["one"].__code__.co_filename, struct)
+
+
+# -- rows: the values of some fields, without the model ------------------------------------
+
+
+@attrs.frozen
+class RowModel:
+    """Records with some of a model's attributes, made from the wire without the model:
+    ``page(body)`` decodes a JSON array's bytes (strictly: it raises ``ValueError`` on
+    whatever the model's strict wire struct refuses) to a list of msgspec structs whose
+    fields `names` hold exactly the values the models' attributes would."""
+
+    names: tuple[str, ...]
+    page: Callable[[bytes], list[Any]]
+    filename: str
+
+
+def row_model(cls: type[Any], names: tuple[str, ...]) -> RowModel:
+    """The records of model ``cls`` with fields ``names`` (see :class:`RowModel`).
+
+    The body is decoded into a struct of those fields and of every field that could make
+    the model's decoding fail (every field not read tolerantly): a value the model would
+    refuse fails here too, while tolerant fields left out cannot change the values kept.
+    msgspec then makes the records in C (`Kind.native` values included); Python touches
+    only the fields whose kind has Python code (an enum's member, say)."""
+    key = (cls, names)
+    if key not in _ROW_MODELS:
+        _ROW_MODELS[key] = _row_model(cls, names)
+    return _ROW_MODELS[key]
+
+
+_ROW_MODELS: dict[tuple[type[Any], tuple[str, ...]], RowModel] = {}
+
+
+def _row_model(cls: type[Any], names: tuple[str, ...]) -> RowModel:
+    if msgspec is None:  # pragma: no cover - exercised only without the "speed" extra
+        raise Unsupported("msgspec is not installed", cls)
+    fields = {a.name: a for a in _fields(cls)}
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise Unsupported(f"{cls.__name__} has no field {unknown[0]!r}", cls)
+    env: dict[str, Any] = dict(_ENV)
+    wire_fields: list[tuple[Any, ...]] = []
+    row_fields: list[tuple[Any, ...]] = []
+    fixes: list[str] = []
+    for a in fields.values():
+        kind, t, optional = field_kind(a, cls)
+        if a.name not in names and isinstance(kind, Tolerant):
+            continue  # never fails the model, never in a row: not read at all
+        wire, code = kind.wire(t)
+        wire_fields.append((a.name, Optional[wire], None) if optional else (a.name, wire))  # noqa: UP045 - a runtime type
+        if a.name not in names:
+            continue
+        default = a.default if optional else None
+        native = kind.native(t)
+        f = f"f_{a.name}_"
+        expr = "r"
+        if native is None:
+            native = Any  # as the wire struct has it: already checked
+            env.update({f + k: x for k, x in code.env.items()})
+            expr = code.render(r="r", f=f)
+        row_fields.append((a.name, Optional[native], None) if optional else (a.name, native))  # noqa: UP045 - a runtime type
+        if expr == "r" and default is None:
+            continue
+        env[f + "default"] = default
+        fixes += [f"r = x.{a.name}",
+                  f"x.{a.name} = {f}default if r is None else {expr}" if optional
+                  else f"x.{a.name} = {expr}"]
+    wire_struct = msgspec.defstruct(f"{cls.__name__}RowWire", wire_fields, kw_only=True,
+                                    gc=False)
+    row_struct = msgspec.defstruct(f"{cls.__name__}Row", row_fields, kw_only=True, gc=False)
+    env["_decode"] = msgspec.json.Decoder(list[wire_struct]).decode  # type: ignore[valid-type]
+    env["_rows"] = _converter(list[row_struct])  # type: ignore[valid-type]
+    body = "".join(f"        {line}\n" for line in fixes)
+    source = ("def page(body):\n"
+              "    out = _rows(_decode(body))\n"
+              + (f"    for x in out:\n{body}" if fixes else "")
+              + "    return out\n")
+    page = _exec(source, env, f"rows {cls.__module__}.{cls.__qualname__}")["page"]
+    return RowModel(names, page, page.__code__.co_filename)

@@ -7,8 +7,9 @@ look-ahead starts at one page and doubles with each full page up to `prefetch` (
 short list costs no wasted request) while the walk waits on the network (the thread idled
 at least 4 times as long as it computed while its pages came), and halves back when it does
 not (a server that answers at once: more pages in flight would only cost CPU); pages are
-yielded strictly in order, and the first short page cancels the requests beyond it. Items are de-duplicated by id within a walk,
-so items that shift between pages while data changes come out once.
+yielded strictly in order, and the first short page cancels the requests beyond it.
+Items are de-duplicated by id within a walk, so items that shift between pages while
+data changes come out once.
 
 A server that ignores ``page`` must not make a walk endless: full pages that bring no
 new item, or repeat the previous page item for item, stop the walk with
@@ -32,8 +33,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from operator import attrgetter
 from collections.abc import AsyncGenerator, Callable, Coroutine, Hashable
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from .errors import ArgumentError, PaginationError
@@ -174,11 +175,12 @@ class AsyncPaginator(Generic[T]):
                 idle += max(0.0, loop.time() - wall - cpu)
                 full = len(items) >= asked
                 pages_read += 1
-                signature = list(map(self._key, items)) if self._key is not None else items
+                ids = list(map(self._key, items)) if self._key is not None else None
+                signature: list[Any] = items if ids is None else ids
                 repeated = full and signature == previous
                 previous = signature
                 if self._key is not None:
-                    fresh = recent.fresh(items, self._key, signature)
+                    fresh = recent.fresh(items, self._key, ids)
                     repeated = repeated or (full and not fresh)
                     if end is not None:
                         end += len(items) - len(fresh)  # duplicates don't count
