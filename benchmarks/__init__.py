@@ -134,7 +134,9 @@ def _word(i: int, seed: int) -> int:
 _MASK = (1 << 64) - 1
 
 
-def transaction_records(start: int, count: int, *, total: int, seed: int = 1) -> list[Any]:
+def transaction_records(start: int, count: int, *, total: int, seed: int = 1,
+                        account_id: int = ACCOUNT_ID, first_id: int = FIRST_TX_ID
+                        ) -> list[Any]:
     """Emulator records of items `start` .. `start+count-1` of a list of `total`: as real
     as the API's, every field drawn per item.
 
@@ -168,7 +170,7 @@ def transaction_records(start: int, count: int, *, total: int, seed: int = 1) ->
         updated = (None if (v >> 44) % 10 == 0 else
                    imported if (v >> 48) % 3 == 0 else imported + (v >> 50) % (30 * _DAY))
         out.append(Transaction(
-            id=FIRST_TX_ID + total - i, account_id=ACCOUNT_ID, amount_cents=cents,
+            id=first_id + total - i, account_id=account_id, amount_cents=cents,
             currency="EUR", label=label,
             type=kind if (v >> 8) % 3 == 0 else ("DEBIT" if cents < 0 else "CREDIT"),
             origin=_ORIGINS[(v >> 12) % len(_ORIGINS)], status=status,
@@ -405,6 +407,7 @@ def now_stamp() -> str:
 
 __all__ = [
     "ACCOUNT_ID",
+    "FIRST_TX_ID",
     "Child",
     "Options",
     "PeakRSS",
