@@ -370,6 +370,11 @@ class Transport:
         too_large = declared is not None and declared > limit
         chunks: list[bytes] = []
         size = 0
+        if (declared is not None and not too_large
+                and resp.headers.get("Content-Encoding", "identity") == "identity"):
+            # The framing bounds the body to what was declared (and nothing inflates
+            # it on the way): read it at once.
+            return await resp.read()
         if not too_large:
             async for chunk in resp.content.iter_chunked(2**16):
                 size += len(chunk)
