@@ -8,7 +8,9 @@ generated here from the model's fields, and what happens to a field is decided b
 
 * how the pure path checks and converts a decoded JSON value (Python statements);
 * which msgspec type the value has on the wire, and the expression that turns that value
-  (already type-checked by msgspec) into the model's value.
+  (already type-checked by msgspec) into the model's value; or, for a kind with a
+  ``native`` type (timestamps, amounts), that msgspec makes that value itself, in C, for
+  a whole page in one ``msgspec.convert`` call (a struct of those fields per object).
 
 Rules shared by every kind: a wrong JSON type fails and nothing is coerced (a boolean is
 not a number, a number is not a string, a float is not a timestamp); unknown enum values
