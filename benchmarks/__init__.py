@@ -134,12 +134,18 @@ def _word(i: int, seed: int) -> int:
 _MASK = (1 << 64) - 1
 
 
-def transaction_records(start: int, count: int, *, total: int, seed: int = 1) -> list[Any]:
-    """Emulator records of items `start` .. `start+count-1` of a list of `total`.
+def transaction_records(start: int, count: int, *, total: int, seed: int = 1,
+                        account_id: int = ACCOUNT_ID, first_id: int = FIRST_TX_ID
+                        ) -> list[Any]:
+    """Emulator records of items `start` .. `start+count-1` of a list of `total`: as real
+    as the API's, every field drawn per item.
 
     Deterministic per index (any page size gives the same items), oldest first (the
-    default order is import date ascending), ids descending, realistic labels, amounts,
-    statuses and optional fields.
+    default order is import date ascending), ids descending and distinct. Each item has
+    its own import instant (spread over the day after its date, to the second) and its
+    own last update (the import, or hours to weeks later); labels carry per-item
+    numbers, cities and card digits; amounts have 0, 1 or 2 decimals; optional fields
+    (value and booking dates, last update, notes) are present or absent.
     """
     from oxlin_async.testing._records import Transaction
 
@@ -148,24 +154,42 @@ def transaction_records(start: int, count: int, *, total: int, seed: int = 1) ->
         w, v = _word(i, seed), _word(i, seed + 7919)
         label, category, kind, low, high = _LABELS[w % len(_LABELS)]
         if "{" in label:
-            label = label.format(card=f"{seed * 37 % 10000:04d}", city=_CITIES[(w >> 8) % 7],
+            label = label.format(card=f"{(w >> 20) % 10000:04d}", city=_CITIES[(w >> 8) % 7],
                                  num=1_000_000 + (w >> 12) % 9_000_000)
         cents = low + (w >> 36) % (high - low + 1)
-        if (w >> 56) % 8 == 0:
+        decimals = (w >> 56) % 8
+        if decimals == 0:
             cents -= cents % 100  # whole euros: written without decimals
+        elif decimals == 1:
+            cents -= cents % 10  # e.g. 12.5
         day = _LAST_MIDNIGHT - _DAY * ((total - i) * 730 // max(total, 1))
-        imported = day + _DAY + 4 * 3600 + 1234
+        # Imports arrive in the day after the transaction, each at its own second, in
+        # the order of the list (the default sort is import date ascending).
+        imported = day + _DAY + (i * 730 * 86_000 // max(total, 1)) % 86_000 + (w >> 40) % 7
         status = _STATUSES[v % len(_STATUSES)]
+        updated = (None if (v >> 44) % 10 == 0 else
+                   imported if (v >> 48) % 3 == 0 else imported + (v >> 50) % (30 * _DAY))
         out.append(Transaction(
-            id=FIRST_TX_ID + total - i, account_id=ACCOUNT_ID, amount_cents=cents,
+            id=first_id + total - i, account_id=account_id, amount_cents=cents,
             currency="EUR", label=label,
             type=kind if (v >> 8) % 3 == 0 else ("DEBIT" if cents < 0 else "CREDIT"),
             origin=_ORIGINS[(v >> 12) % len(_ORIGINS)], status=status,
             category_id=category if (v >> 20) % 10 else "UNCATEGORIZED",
-            date=day, import_date=imported, value_date=day + _DAY * ((v >> 28) % 4 // 2),
-            booking_date=None if status == "PENDING" else day, last_update_date=imported,
+            date=day, import_date=imported,
+            value_date=None if (v >> 24) % 16 == 0 else day + _DAY * ((v >> 28) % 4 // 2),
+            booking_date=None if status == "PENDING" else day, last_update_date=updated,
             notes=_NOTES[(v >> 40) % 4] if (v >> 32) % 32 == 0 else None))
     return out
+
+
+def render_page(start: int, count: int, *, total: int, seed: int = 1) -> bytes:
+    """Items `start` .. `start+count-1` of a list of `total`, as one page's body (a bare
+    JSON array), exactly as the emulator renders them (`to_json` + its `dumps`), every
+    item drawn on its own (`transaction_records`)."""
+    from oxlin_async.testing._http import dumps
+
+    return dumps([rec.to_json() for rec in transaction_records(start, count, total=total,
+                                                               seed=seed)])
 
 
 _TEMPLATES: list[tuple[dict[str, Any], tuple[tuple[str, int], ...]]] = []
@@ -176,6 +200,8 @@ def _templates() -> list[tuple[dict[str, Any], tuple[tuple[str, int], ...]]]:
     """`to_json` of 4096 records, each with its timestamps as offsets from its date."""
     if not _TEMPLATES:
         for rec in transaction_records(0, _TEMPLATE_COUNT, total=_TEMPLATE_COUNT):
+            rec.import_date = rec.date + _DAY + 4 * 3600 + 1234  # one import time a day
+            rec.last_update_date = rec.import_date
             body = rec.to_json()
             stamps = tuple((k, body[k] - rec.date) for k in
                            ("date", "import_date", "value_date", "booking_date",
@@ -184,14 +210,11 @@ def _templates() -> list[tuple[dict[str, Any], tuple[tuple[str, int], ...]]]:
     return _TEMPLATES
 
 
-def render_page(start: int, count: int, *, total: int, seed: int = 1) -> bytes:
-    """Items `start` .. `start+count-1` of a list of `total`, as one page's body (a bare
-    JSON array), exactly as the emulator renders them.
-
-    To keep a million items cheap to render, each item is one of 4096 emulator records
-    rendered once (``to_json``), picked by a hash of its index, with its own id and
-    dates (oldest first, ids descending, spread over two years).
-    """
+def render_repeated_page(start: int, count: int, *, total: int, seed: int = 1) -> bytes:
+    """The previous benchmark data, kept for "(info)" rows only: each item is one of 4096
+    records rendered once, picked by a hash of its index, with its own id but timestamps
+    shared by the day (one import time a day), so decoders' caches hit far more than on
+    real data."""
     from oxlin_async.testing._http import dumps
 
     templates = _templates()
@@ -384,6 +407,7 @@ def now_stamp() -> str:
 
 __all__ = [
     "ACCOUNT_ID",
+    "FIRST_TX_ID",
     "Child",
     "Options",
     "PeakRSS",
@@ -397,6 +421,7 @@ __all__ = [
     "print_table",
     "print_targets",
     "render_page",
+    "render_repeated_page",
     "sched_seconds",
     "section",
     "serve_commands",

@@ -1,5 +1,8 @@
 """decode: microseconds per transaction to turn one 500-item JSON page (bytes) into
-typed objects, the same bytes for every decoder.
+typed objects, the same bytes for every decoder. The pages are realistic (every item
+drawn on its own: its own import and update instants...); each round decodes the next of
+16 such pages (8,000 items), so that no decoder's cache of repeated values can make a
+page look cheaper than a real walk's.
 
 * oxlin-async: what a page request does with the body, ``Response.decode_list``: msgspec
   wire structs then the frozen attrs models when the ``speed`` extra is installed (the
@@ -27,10 +30,20 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from . import Options, median, print_table, print_targets, render_page, section, target
+from . import (
+    Options,
+    median,
+    print_table,
+    print_targets,
+    render_page,
+    render_repeated_page,
+    section,
+    target,
+)
 
 NAME = "decode"
 ITEMS = 500
+PAGES = 16
 
 
 def pydantic_decoder() -> Callable[[bytes], list[Any]]:
@@ -111,7 +124,8 @@ def _check_same(ours: list[Any], other: list[Any], name: str) -> None:
                                      f"vs {getattr(b, field)!r}")
         if str(a.type) != str(b.type):
             raise AssertionError(f"{name} differs on type")
-        assert tuple(a.remittance_information) == tuple(b.remittance_information)
+        if hasattr(b, "remittance_information"):  # row records have the row's fields only
+            assert tuple(a.remittance_information) == tuple(b.remittance_information)
 
 
 def run(opts: Options) -> dict[str, Any]:
@@ -121,13 +135,19 @@ def run(opts: Options) -> dict[str, Any]:
 
     from oxlin_async import _convert
     from oxlin_async._transport import Response
+    from oxlin_async.bulk import _ROW_READS
     from oxlin_async.models import Transaction
 
-    body = render_page(0, ITEMS, total=200_000)
+    bodies = [render_page(i * ITEMS, ITEMS, total=200_000) for i in range(PAGES)]
+    old_body = render_repeated_page(0, ITEMS, total=200_000)
+    body = bodies[0]
     url = yarl.URL("http://127.0.0.1/v2.1/transactions")
 
     def ours_fn() -> list[Any]:
         return Response(200, {}, body, "GET", url).decode_list(Transaction)
+
+    def ours_rows() -> list[Any]:
+        return Response(200, {}, body, "GET", url).decode_rows(Transaction, _ROW_READS)
 
     def ours_converter() -> list[Any]:
         return _convert.structure_list(_convert.loads(body), Transaction)
@@ -135,18 +155,25 @@ def run(opts: Options) -> dict[str, Any]:
     def ours_stdlib() -> list[Any]:
         return _convert.structure_list(_convert._loads_stdlib(body), Transaction)
 
+    def ours_old() -> list[Any]:
+        return Response(200, {}, old_body, "GET", url).decode_list(Transaction)
+
     pyd, msg = pydantic_decoder(), msgspec_decoder()
     cases: dict[str, Callable[[], Any]] = {
         "oxlin-async (Response.decode_list)": ours_fn,
         "pydantic v2 TypeAdapter.validate_json": lambda: pyd(body),
         "msgspec json.decode (Struct)": lambda: msg(body),
         "orjson.loads (dicts, untyped)": lambda: orjson.loads(body),
+        "(info) oxlin-async rows, no models (bulk models=False)": ours_rows,
         "(info) oxlin-async, converter over orjson": ours_converter,
         "(info) oxlin-async, stdlib json path": ours_stdlib,
+        "(info) oxlin-async on the previous (repeated) data": ours_old,
+        "(info) pydantic v2 on the previous (repeated) data": lambda: pyd(old_body),
     }
     ours_key, pyd_key = "oxlin-async (Response.decode_list)", \
         "pydantic v2 TypeAdapter.validate_json"
     ours = ours_fn()
+    _check_same(ours, ours_rows(), "oxlin-async rows")
     _check_same(ours, pyd(body), "pydantic")
     _check_same(ours, msg(body), "msgspec")
     _check_same(ours, ours_stdlib(), "oxlin-async stdlib path")
@@ -160,6 +187,7 @@ def run(opts: Options) -> dict[str, Any]:
     for _ in range(opts.repeats):
         times: dict[str, list[float]] = {k: [] for k in cases}
         for i in range(rounds + warmup):
+            body = bodies[i % PAGES]  # the next page: fresh values for every decoder
             for name, fn in cases.items():  # turns: noise hits every decoder alike
                 t0 = time.perf_counter()
                 fn()
@@ -173,8 +201,8 @@ def run(opts: Options) -> dict[str, Any]:
                                                     strict=True)]))
     med = {k: median(v) for k, v in per_run.items()}
     best = {k: min(v) for k, v in per_run.items()}
-    print(f"  {ITEMS} transactions, {len(body) / 1024:.0f} KiB; {opts.repeats} runs of "
-          f"{rounds} rounds (gc on); µs per transaction")
+    print(f"  {ITEMS} transactions a page, {len(body) / 1024:.0f} KiB, {PAGES} pages in turn;"
+          f" {opts.repeats} runs of {rounds} rounds (gc on); µs per transaction")
     print_table(["decoder", "median µs/tx", "best run µs/tx", "vs pydantic"],
                 [[k, med[k], best[k], f"{med[k] / med[pyd_key]:.2f}x"] for k in cases])
     ratio = median(ratios)
@@ -182,7 +210,7 @@ def run(opts: Options) -> dict[str, Any]:
         "items": ITEMS, "body_bytes": len(body), "rounds": rounds, "repeats": opts.repeats,
         "us_per_tx_runs": per_run, "median_us_per_tx": med, "ratio_runs": ratios,
         "targets": [target("oxlin-async µs/tx / pydantic µs/tx (median of per-run ratios)",
-                           ratio, "<=", 1.0, unit="x",
+                           ratio, "<=", 0.5, unit="x",
                            note=f"ours {med[ours_key]:.2f} µs/tx, pydantic "
                                 f"{med[pyd_key]:.2f} µs/tx")],
     }

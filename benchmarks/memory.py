@@ -15,6 +15,11 @@ counts items and drops them.
 Also measured, with no target: the raw aiohttp + orjson loop (reference), and, as a
 diagnostic, the SDK's iterator with its de-duplication by id switched off (the paginator
 keeps every id of the walk in a set, which grows with the walk's length).
+
+Bulk: the bulk benchmark's emulator (another process, 200 users x 2 accounts x 1,000
+realistic transactions, 25 ms latency) and ``client.bulk_transactions(...)`` with the
+defaults in a fresh client process, every batch consumed and dropped; the same peak RSS
+growth, for ``models=False`` (the export's path: the target) and ``models=True``.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ def _client(conn: multiprocessing.connection.Connection, urls: dict[str, str], k
     conn.close()
 
 
-async def _client_async(urls: dict[str, str], kind: str, expected: int) -> dict[str, Any]:
+async def _client_async(urls: dict[str, Any], kind: str, expected: int) -> dict[str, Any]:
+    if kind.startswith("bulk"):
+        return await _bulk_async(urls, kind, expected)
     import oxlin_async as ox
 
     client = ox.OxlinClient("benchmark", "secret", environment=ox.Environment(**urls))
@@ -101,7 +108,38 @@ async def _client_async(urls: dict[str, str], kind: str, expected: int) -> dict[
     }
 
 
-def _measure(urls: dict[str, str], kind: str, expected: int) -> dict[str, Any]:
+async def _bulk_async(info: dict[str, Any], kind: str, expected: int) -> dict[str, Any]:
+    """A bulk run in this fresh process: peak RSS growth while every batch is taken and
+    dropped (`info`: the bulk benchmark's emulator)."""
+    import oxlin_async as ox
+    from oxlin_async.bulk import BulkUser
+
+    client = ox.OxlinClient(info["client_id"], info["client_secret"],
+                            environment=ox.Environment(**info["urls"]))
+    users = [BulkUser.with_password(e, p) for e, p in info["users"]]
+    run = client.bulk_transactions(users, models=kind == "bulk_models")
+    gc.collect()
+    n = 0
+    t0 = time.perf_counter()
+    with PeakRSS() as rss:
+        maxrss_before = maxrss_bytes()
+        async for batch in run:
+            n += len(batch.transactions)
+        gc.collect()
+        after = rss.rss()
+    elapsed = time.perf_counter() - t0
+    await client.close()
+    if n != expected:
+        raise RuntimeError(f"bulk run got {n} transactions, expected {expected}")
+    maxrss_after = maxrss_bytes()
+    peak = max(rss.peak, maxrss_after if maxrss_after > maxrss_before else 0)
+    return {"kind": kind, "items": n, "seconds": elapsed,
+            "baseline_rss_mb": rss.start_rss / MB, "peak_rss_mb": peak / MB,
+            "growth_mb": (peak - rss.start_rss) / MB,
+            "retained_after_mb": (after - rss.start_rss) / MB, "samples": rss.samples}
+
+
+def _measure(urls: dict[str, Any], kind: str, expected: int) -> dict[str, Any]:
     from . import _CTX
 
     parent, child = _CTX.Pipe()
@@ -154,8 +192,46 @@ def run(opts: Options) -> dict[str, Any]:
     out: dict[str, Any] = {"items": total, "repeats": repeats, "runs": runs,
                            "median_growth_mb": growth}
     note = "" if total == 1_000_000 else f"quick run: {total:,} items, not 1,000,000"
-    out["targets"] = [target(f"peak RSS growth, {total:,} transactions streamed", growth,
-                             "<=", 64, unit="MB", note=note)]
+    bulk = _bulk(opts)
+    out["bulk"] = bulk
+    users = bulk["users"]
+    out["targets"] = [
+        target(f"peak RSS growth, {total:,} transactions streamed", growth, "<=", 64,
+               unit="MB", note=note),
+        target(f"bulk: peak RSS growth, {users} users (models=False)",
+               bulk["growth_mb"]["bulk_rows"], "<=", 128, unit="MB",
+               note=(f"peak RSS {bulk['peak_mb']['bulk_rows']:.0f} MB; models=True "
+                     f"{bulk['growth_mb']['bulk_models']:.1f} MB"
+                     + ("" if users == 200 else f"; quick run: {users} users, not 200"))),
+    ]
     print()
     print_targets(out["targets"])
     return out
+
+
+def _bulk(opts: Options) -> dict[str, Any]:
+    """Peak RSS growth of a bulk run over the bulk benchmark's emulator, each in a fresh
+    client process: models=False (target) and models=True."""
+    from . import Child
+    from .bulk import LATENCY, _serve
+
+    n_users, accounts, per_account = opts.pick(200, 50), 2, 1000
+    kwargs = {"users": n_users, "seed": 11, "accounts_per_user": accounts,
+              "transactions_per_account": per_account, "latency": LATENCY,
+              "token_lifetime": 3600}
+    expected = n_users * accounts * per_account
+    runs: dict[str, dict[str, Any]] = {}
+    with Child(_serve, kwargs) as server:
+        for kind in ("bulk_rows", "bulk_models"):
+            runs[kind] = _measure(server.info, kind, expected)
+    labels = {"bulk_rows": "bulk_transactions(models=False) (target)",
+              "bulk_models": "bulk_transactions(models=True)"}
+    print(f"\n  bulk: {n_users} users x {accounts} accounts x {per_account:,} realistic "
+          "transactions, emulator in another process, each run in a fresh client process")
+    print_table(["client", "peak growth MB", "peak RSS MB", "RSS above baseline after MB",
+                 "baseline RSS MB", "run s"],
+                [[labels[k], r["growth_mb"], r["peak_rss_mb"], r["retained_after_mb"],
+                  r["baseline_rss_mb"], r["seconds"]] for k, r in runs.items()])
+    return {"users": n_users, "runs": runs,
+            "growth_mb": {k: r["growth_mb"] for k, r in runs.items()},
+            "peak_mb": {k: r["peak_rss_mb"] for k, r in runs.items()}}

@@ -8,7 +8,9 @@ generated here from the model's fields, and what happens to a field is decided b
 
 * how the pure path checks and converts a decoded JSON value (Python statements);
 * which msgspec type the value has on the wire, and the expression that turns that value
-  (already type-checked by msgspec) into the model's value.
+  (already type-checked by msgspec) into the model's value; or, for a kind with a
+  ``native`` type (timestamps, amounts), that msgspec makes that value itself, in C, for
+  a whole page in one ``msgspec.convert`` call (a struct of those fields per object).
 
 Rules shared by every kind: a wrong JSON type fails and nothing is coerced (a boolean is
 not a number, a number is not a string, a float is not a timestamp); unknown enum values
@@ -234,6 +236,13 @@ class Kind:
         of that type (``{r}``, never None here) into the model's value."""
         raise NotImplementedError
 
+    def native(self, t: Any) -> Any:
+        """The model's type of the value when msgspec itself makes it, in C, from the
+        wire value it has already type-checked (``msgspec.convert``, which may then be
+        lenient: the value is of the wire type); None when Python code does
+        (``wire``'s expression)."""
+        return None
+
     def __repr__(self) -> str:
         return f"<kind {self.name}>"
 
@@ -242,8 +251,8 @@ class Leaf(Kind):
     """A kind for exactly one type."""
 
     def __init__(self, name: str, type_: Any, *, python: str, wire: Any, from_wire: str,
-                 exact: type | None = None) -> None:
-        self.name, self.type, self.exact = name, type_, exact
+                 exact: type | None = None, native: Any = None) -> None:
+        self.name, self.type, self.exact, self._native = name, type_, exact, native
         self._python, self._wire = Code(python), (wire, Code(from_wire))
 
     def matches(self, t: Any) -> bool:
@@ -254,6 +263,9 @@ class Leaf(Kind):
 
     def wire(self, t: Any) -> tuple[Any, Code]:
         return self._wire
+
+    def native(self, t: Any) -> Any:
+        return self._native
 
 
 class EnumOrStr(Kind):
@@ -295,6 +307,11 @@ class OptionalOf(Kind):
         wire, inner = _kind(inner_t).wire(inner_t)
         inner = inner.nest("o_")
         return Optional[wire], Code(f"(None if {{r}} is None else {inner.text})", inner.env)  # noqa: UP045 - a runtime type
+
+    def native(self, t: Any) -> Any:
+        inner_t = split_optional(t)[0]
+        inner = _kind(inner_t).native(inner_t)
+        return None if inner is None else Optional[inner]  # noqa: UP045 - a runtime type
 
 
 class Container(Kind):
@@ -382,11 +399,15 @@ KINDS: tuple[Kind, ...] = (
     Leaf("JSON object", dict[str, Any], exact=dict, wire=dict[str, Any], from_wire="{r}",
          python="if type(r) is not dict: raise _type_error('an object', r)\n{v} = r"),
     # Numbers only: msgspec's own Decimal type would take strings too.
-    Leaf("exact amount", Decimal, wire=int | float,
+    # msgspec makes the Decimal of an int or float wire value from the float's shortest
+    # repr, as `_decimal` does: the literal the server wrote.
+    Leaf("exact amount", Decimal, wire=int | float, native=Decimal,
          python="{v} = _Decimal(repr(r)) if type(r) is float and _isfinite(r)"
                 " else _decimal(r)",
          from_wire="(_Decimal(repr({r})) if type({r}) is float else _Decimal({r}))"),
-    Leaf("epoch timestamp", dt.datetime, wire=int,
+    # msgspec makes the aware UTC datetime of an int (already checked: never a float or
+    # a string, which only its lenient convert would take) in C; its range is Python's.
+    Leaf("epoch timestamp", dt.datetime, wire=int, native=dt.datetime,
          python="e = _epoch_get(r) if type(r) is int else None\n"
                 "{v} = _epoch(r) if e is None else e",
          from_wire="(_epoch_get({r}) or _epoch({r}))"),
@@ -395,8 +416,9 @@ KINDS: tuple[Kind, ...] = (
     # tuple[X, ...] from an array (a string is iterable too: not accepted).
     Container("tuple", _tuple_item, list, "an array", each="r",
               python=("{v} = tuple(r)", "{v} = tuple([{f}item(i, {f}itype) for i in r])"),
-              wire=(lambda w: types.GenericAlias(list, w),
-                    "tuple({r})", "tuple([ITEM for i in {r}])")),
+              # msgspec reads the array into a tuple itself
+              wire=(lambda w: types.GenericAlias(tuple, (w, ...)),
+                    "{r}", "tuple([ITEM for i in {r}])")),
     # Mapping[str, X] or dict[str, X] from an object.
     Container("mapping", _mapping_item, dict, "an object", each="r.values()",
               python=("{v} = r", "{v} = {k: {f}item(i, {f}itype) for k, i in r.items()}"),
@@ -461,6 +483,9 @@ class Tolerant(Kind):
         # The strict struct: as the kind itself. The tolerant struct (wire_model) takes
         # any JSON for this field and runs python() on it.
         return self.inner.wire(t)
+
+    def native(self, t: Any) -> Any:
+        return self.inner.native(t)
 
 
 # -- type inspection -----------------------------------------------------------------------
@@ -602,13 +627,13 @@ class WireModel(ModelCode):
 
 _SOURCE = """\
 def one(o, _=None):
-{body}
+{one_natives}{body}
     return x
 
 def page(items):
     out = []
     add = out.append
-    for o in items:
+    for {loop}:
 {page_body}
         add(x)
     return out
@@ -623,9 +648,14 @@ def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
 
 def _generate(cls: type[Any], path: str,
               field_code: Callable[[attrs.Attribute[Any], str, str, str], list[str]],
-              env: dict[str, Any]) -> dict[str, Any]:
+              env: dict[str, Any], natives: list[tuple[Any, ...]] | None = None
+              ) -> dict[str, Any]:
     """Generate `one` and `page` for ``cls``; ``field_code(a, v, f, default)`` gives the
-    lines that put field ``a``'s value in ``v``, ``default`` when absent."""
+    lines that put field ``a``'s value in ``v``, ``default`` when absent.
+
+    ``natives``, filled by ``field_code``: msgspec struct fields of the values msgspec
+    converts in C (see `Kind.native`); the code reads them from ``n``, one such struct
+    per object, all of a page's made in one call."""
     draft = draft_class(cls)
     env.update(_ENV, _cls=cls, _draft=draft)
     fields = _fields(cls)
@@ -652,10 +682,25 @@ def _generate(cls: type[Any], path: str,
         body += [f"if v_{a.name}_ is not _absent: kw[{a.alias!r}] = v_{a.name}_"
                  for a in fields if a.default is not attrs.NOTHING]
         body.append("x = _cls(**kw)")
+    one_natives, loop = "", "o in items"
+    if natives:
+        # One C call per page: a loop of Python calls would cost what it saves.
+        struct = msgspec.defstruct(f"{cls.__name__}Natives", natives, kw_only=True, gc=False)
+        env["_natives_one"] = _converter(struct)
+        env["_natives_page"] = _converter(list[struct])  # type: ignore[valid-type]
+        one_natives, loop = "    n = _natives_one(o)\n", "o, n in zip(items, _natives_page(items))"
     source = _SOURCE.format(body="\n".join("    " + line for line in body),
-                            page_body="\n".join("        " + line for line in body))
+                            page_body="\n".join("        " + line for line in body),
+                            one_natives=one_natives, loop=loop)
     label = f"{path} {cls.__module__}.{cls.__qualname__}"
     return _exec(source, env, label)
+
+
+def _converter(t: Any) -> Callable[[Any], Any]:
+    # strict=False is what lets msgspec make a datetime of an int; every value it reads
+    # here was type-checked by the strict wire struct first.
+    convert = msgspec.convert
+    return lambda o: convert(o, t, strict=False, from_attributes=True)
 
 
 def python_model(cls: type[Any], lookup: Lookup) -> ModelCode:
@@ -706,6 +751,7 @@ def _wire_model(cls: type[Any], lookup: Lookup | None) -> WireModel | None:
         raise Unsupported("msgspec is not installed", cls)
     env: dict[str, Any] = {}
     wire_fields: list[tuple[Any, ...]] = []
+    natives: list[tuple[Any, ...]] = []
     tolerant = False
 
     def field_code(a: attrs.Attribute[Any], v: str, f: str, default: str) -> list[str]:
@@ -722,19 +768,106 @@ def _wire_model(cls: type[Any], lookup: Lookup | None) -> WireModel | None:
             return [f"r = o.{a.name}", f"if r is None: {v} = {default}", "else:",
                     *("    " + line for line in lines)]
         wire, code = kind.wire(t)
+        wire_fields.append((a.name, Optional[wire], None) if optional else (a.name, wire))  # noqa: UP045 - a runtime type
+        native = kind.native(t)
+        if native is not None:
+            natives.append((a.name, Optional[native], None) if optional else (a.name, native))  # noqa: UP045 - a runtime type
+            if not optional or default == "None":
+                return [f"{v} = n.{a.name}"]
+            return [f"r = n.{a.name}", f"{v} = {default} if r is None else r"]
         env.update({f + k: x for k, x in code.env.items()})
         expr = code.render(r="r", f=f)
-        wire_fields.append((a.name, Optional[wire], None) if optional else (a.name, wire))  # noqa: UP045 - a runtime type
         if expr == "r" and (not optional or default == "None"):  # msgspec's value is it
             return [f"{v} = o.{a.name}"]
         if not optional:
             return [f"r = o.{a.name}", f"{v} = {expr}"]
         return [f"r = o.{a.name}", f"{v} = {default} if r is None else {expr}"]
 
-    env = _generate(cls, "wire" if lookup is None else "tolerant wire", field_code, env)
+    env = _generate(cls, "wire" if lookup is None else "tolerant wire", field_code, env,
+                    natives)
     if lookup is not None and not tolerant:
         return None
     # gc=False: decoded JSON cannot form cycles, and untracked structs spare the collector.
     name = f"{cls.__name__}{'Wire' if lookup is None else 'TolerantWire'}"
     struct = msgspec.defstruct(name, wire_fields, kw_only=True, gc=False)
     return WireModel(env["one"], env["page"], env["one"].__code__.co_filename, struct)
+
+
+# -- rows: the values of some fields, without the model ------------------------------------
+
+
+@attrs.frozen
+class RowModel:
+    """Records with some of a model's attributes, made from the wire without the model:
+    ``page(body)`` decodes a JSON array's bytes (strictly: it raises ``ValueError`` on
+    whatever the model's strict wire struct refuses) to a list of msgspec structs whose
+    fields `names` hold exactly the values the models' attributes would."""
+
+    names: tuple[str, ...]
+    page: Callable[[bytes], list[Any]]
+    filename: str
+
+
+def row_model(cls: type[Any], names: tuple[str, ...]) -> RowModel:
+    """The records of model ``cls`` with fields ``names`` (see :class:`RowModel`).
+
+    The body is decoded into a struct of those fields and of every field that could make
+    the model's decoding fail (every field not read tolerantly): a value the model would
+    refuse fails here too, while tolerant fields left out cannot change the values kept.
+    msgspec then makes the records in C (`Kind.native` values included); Python touches
+    only the fields whose kind has Python code (an enum's member, say)."""
+    key = (cls, names)
+    if key not in _ROW_MODELS:
+        _ROW_MODELS[key] = _row_model(cls, names)
+    return _ROW_MODELS[key]
+
+
+_ROW_MODELS: dict[tuple[type[Any], tuple[str, ...]], RowModel] = {}
+
+
+def _row_model(cls: type[Any], names: tuple[str, ...]) -> RowModel:
+    if msgspec is None:  # pragma: no cover - exercised only without the "speed" extra
+        raise Unsupported("msgspec is not installed", cls)
+    fields = {a.name: a for a in _fields(cls)}
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise Unsupported(f"{cls.__name__} has no field {unknown[0]!r}", cls)
+    env: dict[str, Any] = dict(_ENV)
+    wire_fields: list[tuple[Any, ...]] = []
+    row_fields: list[tuple[Any, ...]] = []
+    fixes: list[str] = []
+    for a in fields.values():
+        kind, t, optional = field_kind(a, cls)
+        if a.name not in names and isinstance(kind, Tolerant):
+            continue  # never fails the model, never in a row: not read at all
+        wire, code = kind.wire(t)
+        wire_fields.append((a.name, Optional[wire], None) if optional else (a.name, wire))  # noqa: UP045 - a runtime type
+        if a.name not in names:
+            continue
+        default = a.default if optional else None
+        native = kind.native(t)
+        f = f"f_{a.name}_"
+        expr = "r"
+        if native is None:
+            native = Any  # as the wire struct has it: already checked
+            env.update({f + k: x for k, x in code.env.items()})
+            expr = code.render(r="r", f=f)
+        row_fields.append((a.name, Optional[native], None) if optional else (a.name, native))  # noqa: UP045 - a runtime type
+        if expr == "r" and default is None:
+            continue
+        env[f + "default"] = default
+        fixes += [f"r = x.{a.name}",
+                  f"x.{a.name} = {f}default if r is None else {expr}" if optional
+                  else f"x.{a.name} = {expr}"]
+    wire_struct = msgspec.defstruct(f"{cls.__name__}RowWire", wire_fields, kw_only=True,
+                                    gc=False)
+    row_struct = msgspec.defstruct(f"{cls.__name__}Row", row_fields, kw_only=True, gc=False)
+    env["_decode"] = msgspec.json.Decoder(list[wire_struct]).decode  # type: ignore[valid-type]
+    env["_rows"] = _converter(list[row_struct])  # type: ignore[valid-type]
+    body = "".join(f"        {line}\n" for line in fixes)
+    source = ("def page(body):\n"
+              "    out = _rows(_decode(body))\n"
+              + (f"    for x in out:\n{body}" if fixes else "")
+              + "    return out\n")
+    page = _exec(source, env, f"rows {cls.__module__}.{cls.__qualname__}")["page"]
+    return RowModel(names, page, page.__code__.co_filename)

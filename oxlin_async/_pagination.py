@@ -4,9 +4,12 @@ The reference's lists are bare arrays with 1-based `page` and `limit` (at most 5
 only end signal is a page shorter than `limit`. Since page numbers are known in advance,
 the paginator requests the next pages while the caller consumes the current one: the
 look-ahead starts at one page and doubles with each full page up to `prefetch` (so a
-short list costs no wasted request), pages are yielded strictly in order, and the first
-short page cancels the requests beyond it. Items are de-duplicated by id within a walk,
-so items that shift between pages while data changes come out once.
+short list costs no wasted request) while the walk waits on the network (the thread idled
+at least 4 times as long as it computed while its pages came), and halves back when it does
+not (a server that answers at once: more pages in flight would only cost CPU); pages are
+yielded strictly in order, and the first short page cancels the requests beyond it.
+Items are de-duplicated by id within a walk, so items that shift between pages while
+data changes come out once.
 
 A server that ignores ``page`` must not make a walk endless: full pages that bring no
 new item, or repeat the previous page item for item, stop the walk with
@@ -28,8 +31,10 @@ end and shifts nothing.)
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Hashable
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from .errors import ArgumentError, PaginationError
@@ -42,8 +47,12 @@ MAX_PAGE_SIZE = 500
 FetchPage = Callable[[int, int], Coroutine[Any, Any, list[T]]]
 
 
-def _item_id(item: Any) -> Hashable:
-    return item.id  # type: ignore[no-any-return]
+#: An item's id (the de-duplication key): attrgetter runs in C.
+_item_id: Callable[[Any], Hashable] = attrgetter("id")
+
+#: The look-ahead grows only while the walk mostly waits on the network: while waiting
+#: for its pages so far, the thread idled at least this many times as long as it computed.
+_IDLE_OVER_BUSY = 4
 
 
 def _aligned_limit(offset: int, wanted: int, limit: int) -> int:
@@ -88,8 +97,11 @@ class _RecentIds:
         self._max_pages = pages
         self._seen: set[Hashable] = set()
 
-    def fresh(self, items: list[T], key: Callable[[T], Hashable]) -> list[T]:
-        ids = [key(item) for item in items]
+    def fresh(self, items: list[T], key: Callable[[T], Hashable],
+              ids: list[Hashable] | None = None) -> list[T]:
+        """The items not seen in the window; `ids`: their keys, if already known."""
+        if ids is None:
+            ids = list(map(key, items))
         seen = self._seen
         if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
             fresh, kept = items, ids  # the usual case: nothing moved
@@ -138,6 +150,9 @@ class AsyncPaginator(Generic[T]):
         end = None if self.max_items is None else offset + self.max_items
         recent = _RecentIds(max(self.prefetch + 2, _DEDUPE_ITEMS // self.page_size))
         yielded, window = 0, 1
+        # Over the walk so far, while waiting for pages: seconds the thread idled (the
+        # network) and computed (reading and decoding bodies, other tasks).
+        idle = busy = 0.0
         pages_read = stalled = 0
         previous: list[Any] | None = None
         if self.max_items == 0:
@@ -153,14 +168,19 @@ class AsyncPaginator(Generic[T]):
                 if not in_flight:
                     return
                 asked, number, task = in_flight.popleft()
+                wall, cpu = loop.time(), time.thread_time()
                 items = await task
+                cpu = time.thread_time() - cpu
+                busy += cpu
+                idle += max(0.0, loop.time() - wall - cpu)
                 full = len(items) >= asked
                 pages_read += 1
-                signature = [self._key(i) for i in items] if self._key is not None else items
+                ids = list(map(self._key, items)) if self._key is not None else None
+                signature: list[Any] = items if ids is None else ids
                 repeated = full and signature == previous
                 previous = signature
                 if self._key is not None:
-                    fresh = recent.fresh(items, self._key)
+                    fresh = recent.fresh(items, self._key, ids)
                     repeated = repeated or (full and not fresh)
                     if end is not None:
                         end += len(items) - len(fresh)  # duplicates don't count
@@ -182,7 +202,15 @@ class AsyncPaginator(Generic[T]):
                     raise PaginationError(
                         f"the list did not end within max_pages={self.max_pages} pages",
                         page=number)
-                window = min(self.prefetch, window * 2)
+                # More pages in flight pay only while the walk waits on the network;
+                # when the server answers at once, they cost CPU (bodies read and
+                # decoded at once) and buy nothing: then the window shrinks back.
+                # Pages asked for together come together: the first one waited, the others
+                # were ready; hence the sums over the walk, not this page alone.
+                if idle >= _IDLE_OVER_BUSY * busy:
+                    window = min(self.prefetch, window * 2)
+                elif idle < busy:
+                    window = max(1, window // 2)
         finally:
             # Also runs when the caller breaks out: nothing fetched on its behalf lingers.
             for _, _, pending in in_flight:

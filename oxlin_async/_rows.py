@@ -92,6 +92,12 @@ del C
 
 COLUMNS: Final = tuple(c.name for c in ROW)
 
+#: the `Transaction` attributes the rows read (the category's name is read by its id):
+#: all a page needs to become rows, so a bulk export decodes only these
+#: (`BulkRun(models=False)`)
+TX_SOURCES: Final = tuple(dict.fromkeys(
+    [c.source for c in ROW if not c.per_page and c.source != CATEGORY] + ["category_id"]))
+
 #: the columns that name the (user, account) a row belongs to: a resumed export keeps
 #: the rows of the accounts its checkpoint lists as finished
 ACCOUNT_KEY: Final = ("user", "account_id")

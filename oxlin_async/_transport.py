@@ -39,7 +39,7 @@ from ._convert import loads, structure, structure_list
 from ._options import Outgoing, RequestOptions
 from ._retry import Outcome, RetryPolicy, gate_delay, parse_retry_after, retry_delay
 from ._version import __version__
-from ._wire import page_decoder
+from ._wire import page_decoder, row_decoder
 from .errors import (
     APIError,
     ArgumentError,
@@ -118,6 +118,19 @@ class Response:
                 pass
         return self._with_context(structure_list, cls)
 
+    def decode_rows(self, cls: type[T], names: tuple[str, ...]) -> list[Any]:
+        """The body (a JSON array) as records with the attributes `names` of `cls`, equal
+        to the models' (`_wire.row_decoder`); the models themselves where that fast path
+        cannot say (no msgspec, an odd value, a bad field: then the models' decoding
+        reads it tolerantly or names it)."""
+        fast = row_decoder(cls, names)
+        if fast is not None:
+            try:
+                return fast(self.body)
+            except Exception:  # the models' decoding below reads or names what was odd
+                pass
+        return self.decode_list(cls)
+
     def _with_context(self, convert: Callable[[Any, type[T]], R], cls: type[T]) -> R:
         try:
             return convert(self.json(), cls)
@@ -135,6 +148,12 @@ def as_model(cls: type[T]) -> Callable[[Response], T]:
 def as_model_list(cls: type[T]) -> Callable[[Response], list[T]]:
     """``cast_to`` for a body that is a JSON array of models."""
     return lambda response: response.decode_list(cls)
+
+
+def as_rows(cls: type[T], names: tuple[str, ...]) -> Callable[[Response], list[Any]]:
+    """``cast_to`` for a body that is a JSON array of models of which only the
+    attributes `names` are read (`Response.decode_rows`)."""
+    return lambda response: response.decode_rows(cls, names)
 
 
 def as_nothing(response: Response) -> None:
@@ -351,6 +370,11 @@ class Transport:
         too_large = declared is not None and declared > limit
         chunks: list[bytes] = []
         size = 0
+        if (declared is not None and not too_large
+                and resp.headers.get("Content-Encoding", "identity") == "identity"):
+            # The framing bounds the body to what was declared (and nothing inflates
+            # it on the way): read it at once.
+            return await resp.read()
         if not too_large:
             async for chunk in resp.content.iter_chunked(2**16):
                 size += len(chunk)

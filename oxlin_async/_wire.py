@@ -26,7 +26,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the "speed" extra
     msgspec = None  # type: ignore[assignment]
 
-__all__ = ["page_decoder"]
+__all__ = ["page_decoder", "row_decoder"]
 
 PageDecoder = Callable[[bytes], list[Any]]
 _DECODERS: dict[type, PageDecoder | None] = {}
@@ -51,6 +51,23 @@ def page_decoder(cls: type[Any]) -> PageDecoder | None:
                 cls, converter.get_structure_hook))
     _DECODERS[cls] = decoder
     return decoder
+
+
+_ROW_DECODERS: dict[tuple[type, tuple[str, ...]], PageDecoder | None] = {}
+
+
+def row_decoder(cls: type[Any], names: tuple[str, ...]) -> PageDecoder | None:
+    """A function from a JSON array's bytes to records with the attributes `names` of
+    `cls`, equal to the models' (see `_gen.row_model`), or None without msgspec. It
+    raises on any bad input and on any odd value (docs/oxlin-api §15): decode models
+    then, which read odd values tolerantly and name a bad field."""
+    key = (cls, names)
+    if key not in _ROW_DECODERS:
+        decoder: PageDecoder | None = None
+        if page_decoder(cls) is not None:  # the same classes, and only with msgspec
+            decoder = _gen.row_model(cls, names).page
+        _ROW_DECODERS[key] = decoder
+    return _ROW_DECODERS[key]
 
 
 def _decoder(model: _gen.WireModel, tolerant: _gen.WireModel | None) -> PageDecoder:

@@ -692,7 +692,8 @@ async def _run(plan: _Plan, client: OxlinClient, users: list[BulkUser], writer: 
         per_user_concurrency=args.per_user_concurrency, checkpoint=plan.checkpoint,
         checkpoint_extra=writer.commit, on_progress=display.update,
         on_user_done=writer.user_done,
-        on_token=plan.tokens.keep if plan.tokens is not None else None)
+        on_token=plan.tokens.keep if plan.tokens is not None else None,
+        models=False)  # the writers read rows only: no models built
     async for batch in run:
         writer.write(batch)
     assert run.result is not None  # set once the iteration is over

@@ -537,7 +537,8 @@ async def _fetch(client: OxlinClient, users: list[BulkUser], plan: ShardPlan,
     run = client.bulk_transactions(users, filter=plan.filter, concurrency=concurrency,
                                    per_user_concurrency=min(per_user, concurrency),
                                    on_progress=progress, progress_interval=0.5,
-                                   on_user_done=pages.user_done, on_token=on_token)
+                                   on_user_done=pages.user_done, on_token=on_token,
+                                   models=False)  # the writers read rows only
     async with run:
         async for batch in run:
             pages.write(batch)

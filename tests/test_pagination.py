@@ -265,8 +265,8 @@ async def test_look_ahead_starts_at_one_page_and_doubles_up_to_prefetch() -> Non
         in_flight += 1
         peak.append(in_flight)
         try:
-            for _ in range(3):
-                await asyncio.sleep(0)
+            # a network's wait: the look-ahead grows only while the walk waits on one
+            await asyncio.sleep(0.005)
             return [Item(i) for i in range((page - 1) * limit, min(page * limit, 1000))]
         finally:
             in_flight -= 1
@@ -315,6 +315,7 @@ async def test_breaking_out_cancels_the_look_ahead() -> None:
 
     async def fetch(page: int, limit: int) -> list[Item]:
         started.append(page)
+        await asyncio.sleep(0.01)  # waiting on a network: the look-ahead grows
         if page > 2:
             try:
                 await release.wait()  # never set: only cancellation ends these

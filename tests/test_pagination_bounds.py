@@ -9,6 +9,7 @@ paginator fails here. The page sources are plain async functions over ids.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -125,8 +126,8 @@ async def test_the_default_look_ahead_keeps_eight_requests_in_flight() -> None:
         in_flight += 1
         peaks.append(in_flight)
         try:
-            for _ in range(3):
-                await asyncio.sleep(0)
+            # a network's wait: the look-ahead grows only while the walk waits on one
+            await asyncio.sleep(0.005)
             return await source(page, limit)
         finally:
             in_flight -= 1
@@ -139,6 +140,30 @@ async def test_the_default_look_ahead_keeps_eight_requests_in_flight() -> None:
     # 40 full pages and the empty 41st, and at most 7 more asked for in the look-ahead.
     assert sorted(pages) == list(range(1, len(pages) + 1))
     assert 41 <= len(pages) <= 48
+
+
+async def test_a_server_that_answers_at_once_gets_no_look_ahead() -> None:
+    """The look-ahead grows only while the walk waits on the network: pages that come at
+    once (here: computed, no waiting at all) keep it at one or two pages."""
+    in_flight, peaks = 0, []
+    source = grid(10, 30)
+
+    async def fetch(page: int, limit: int) -> list[Item]:
+        nonlocal in_flight
+        in_flight += 1
+        peaks.append(in_flight)
+        try:
+            until = time.thread_time() + 0.002  # reading and decoding: CPU, not waiting
+            while time.thread_time() < until:
+                pass
+            return await source(page, limit)
+        finally:
+            in_flight -= 1
+
+    ids = await walked_ids(fetch, page_size=10)
+    assert ids == list(range(300))
+    assert max(peaks) < 8
+    assert peaks.count(1) >= len(peaks) // 2  # mostly one page at a time
 
 
 class PeakTrace:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import yarl
 
 from .._options import RequestOptions
 from .._pagination import AsyncPaginator, check_page_options
-from .._transport import as_model, as_model_list
+from .._transport import Response, as_model, as_model_list
 
 if TYPE_CHECKING:
     from .._client import Requester
@@ -33,12 +33,14 @@ class Resource:
 
     def _list(self, model: type[T], path: str, params: Mapping[str, str], *, page_size: int,
               max_items: int | None, start_page: int, prefetch: int,
-              max_pages: int | None = None) -> AsyncPaginator[T]:
+              max_pages: int | None = None,
+              decode: Callable[[Response], list[T]] | None = None) -> AsyncPaginator[T]:
         check_page_options(page_size, max_items, start_page, prefetch, max_pages)
         url = self._api(path)
         requester = self._requester
         base = dict(params)
-        decode = as_model_list(model)
+        if decode is None:
+            decode = as_model_list(model)
 
         async def fetch(page: int, limit: int) -> list[T]:
             query = {**base, "page": str(page), "limit": str(limit)}

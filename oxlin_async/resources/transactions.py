@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .. import _params as p
 from .._filters import Amount, Statuses, TransactionFilter, When
 from .._pagination import MAX_PAGE_SIZE, AsyncPaginator
+from .._transport import as_rows
 from ..models import AccountType, Transaction, TransactionOrigin
 from ._base import Resource
 
@@ -44,6 +46,15 @@ class Transactions(Resource):
         return self._list(Transaction, "transactions", query, page_size=page_size,
                           max_items=max_items, start_page=start_page, prefetch=prefetch,
                           max_pages=max_pages)
+
+    def _rows(self, names: tuple[str, ...], *, filter: TransactionFilter, account_id: str,
+              prefetch: int) -> AsyncPaginator[Any]:
+        """`list` for a reader of the attributes `names` only (the bulk export's rows):
+        records made straight from the wire (`Response.decode_rows`), not models."""
+        query = TransactionFilter.of(filter, account_id=account_id).to_query()
+        return self._list(Transaction, "transactions", query, page_size=MAX_PAGE_SIZE,
+                          max_items=None, start_page=1, prefetch=prefetch,
+                          decode=as_rows(Transaction, names))
 
     async def get(self, transaction_id: str) -> Transaction:
         return await self._get(Transaction, "transactions",
