@@ -218,7 +218,8 @@ async def test_a_user_failing_mid_walk_leaves_none_of_its_pages(tmp_path: Path) 
 
 def test_token_users_keep_their_rotated_pairs_in_a_store_per_shard(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    box = population(6, 70, transactions=10)
+    # 20 users: token keys hash random tokens, and 6 all fell in one shard once in ~30 runs
+    box = population(20, 70, transactions=10)
     with shared(box, tmp_path, monkeypatch) as call:
         pairs = token_pairs(box)
         (tmp_path / "users.csv").write_text("".join(f"{a},{r}\n" for a, r in pairs.values()))
@@ -230,6 +231,7 @@ def test_token_users_keep_their_rotated_pairs_in_a_store_per_shard(
             for part in (tmp_path / "parts").glob("part-*"):
                 part.unlink()  # fetched again next time
     stores = sorted(p.name for p in tmp_path.glob("users.csv.tokens*"))
+    assert {shards.shard_of(k, 2) for k in keys.values()} == {0, 1}  # both shards have users
     assert stores == [f"users.csv.tokens-part-0000{i}-of-00002.json" for i in range(2)]
     for i in range(2):
         kept = json.loads((tmp_path / stores[i]).read_text())["tokens"]
