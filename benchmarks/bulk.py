@@ -535,10 +535,13 @@ def _workers_figure(opts: Options, measured: dict[str, Any], expected: int
                        for r in rs]) for m, rs in (("one", one), ("workers", two))}
     machine = {m: median([min(1.0, r["machine_busy_cpu_s"] / (r["wall_s"] * cores))
                           for r in rs]) for m, rs in (("one", one), ("workers", two))}
-    # the best --workers 2 could do on these cores with the CPU it and the emulator used:
-    # every core busy all the time, with nothing else running
-    floor = median([(r["client_cpu_s"] + r["server_cpu_s"]) / cores for r in two])
-    ceiling = med(one, "wall_s") / floor
+    # The CPU ceiling, had the cores nothing else to run: one process needs at least its
+    # own CPU time (one thread) and a share of the cores' time with the emulator;
+    # --workers 2 at least the cores' time for its CPU and the emulator's.
+    floor = {m: median([max(r["client_cpu_s"] / (1 if m == "one" else WORKERS),
+                            (r["client_cpu_s"] + r["server_cpu_s"]) / cores)
+                        for r in rs]) for m, rs in (("one", one), ("workers", two))}
+    ceiling = floor["one"] / floor["workers"]
     print(f"\n  oxlin-async export, one process vs --workers {WORKERS} (--concurrency "
           f"{CONCURRENCY} shared; JSON Lines; each a process timed from start to exit; "
           f"median of {len(one)} pairs, in turns; {cores} cores)")
@@ -562,9 +565,10 @@ def _workers_figure(opts: Options, measured: dict[str, Any], expected: int
           f"the emulator shares the {cores} cores ({server_tx['workers']:.1f} µs/tx). During "
           f"--workers {WORKERS} the cores were {machine['workers']:.0%} busy "
           f"({busy['workers']:.0%} with the client and the emulator, the rest other "
-          f"processes): {limit}. With every core busy for the client and the emulator "
-          f"only, --workers {WORKERS} would take {floor:.2f} s: at most {ceiling:.2f}x "
-          "on this machine", flush=True)
+          f"processes): {limit}. With nothing else running, one process needs at least "
+          f"{floor['one']:.2f} s (its CPU, one thread), --workers {WORKERS} at least "
+          f"{floor['workers']:.2f} s (its and the emulator's CPU over {cores} cores): at "
+          f"most {ceiling:.2f}x on this machine", flush=True)
     return {"measured": True, "workers": WORKERS, "cores": cores, **measured,
             "median_one_wall_s": med(one, "wall_s"), "median_workers_wall_s": med(two, "wall_s"),
             "speedup": speedup, "client_cpu_us_per_tx": per_tx,
