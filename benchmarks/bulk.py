@@ -556,16 +556,18 @@ def _workers_figure(opts: Options, measured: dict[str, Any], expected: int
     startup = median([s["wall_s"] for s in measured["startup"]])
     print(f"  (info) starting one export process (interpreter, imports; `export --help`): "
           f"{startup:.2f} s wall")
+    # judged on the figure as printed, so that "90% busy" never reads "not all busy"
     limit = ("the machine is the limit (its cores were busy), not the client"
-             if machine["workers"] >= 0.9 else
+             if round(machine["workers"], 2) >= 0.9 else
              "the cores were not all busy: the client (its processes' start-up, "
              "their coordination, the latency) is the limit, not the machine")
     print(f"  note: client CPU per transaction {per_tx['one']:.1f} µs in one process, "
           f"{per_tx['workers']:.1f} µs with --workers {WORKERS} (its processes included); "
           f"the emulator shares the {cores} cores ({server_tx['workers']:.1f} µs/tx). During "
           f"--workers {WORKERS} the cores were {machine['workers']:.0%} busy "
-          f"({busy['workers']:.0%} with the client and the emulator, the rest other "
-          f"processes): {limit}. With nothing else running, one process needs at least "
+          f"({busy['workers']:.0%} by the client and the emulator, "
+          f"{max(0.0, machine['workers'] - busy['workers']):.0%} by other processes): "
+          f"{limit}. With nothing else running, one process needs at least "
           f"{floor['one']:.2f} s (its CPU, one thread), --workers {WORKERS} at least "
           f"{floor['workers']:.2f} s (its and the emulator's CPU over {cores} cores): at "
           f"most {ceiling:.2f}x on this machine", flush=True)
