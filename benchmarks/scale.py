@@ -17,6 +17,7 @@ hour, and what the API's rate limit does to it (Oxlin publishes none, docs/oxlin
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from . import Child, Options, median, print_table, print_targets, section, target
@@ -64,6 +66,32 @@ def _rows(path: str) -> int:
         return int(json.load(f)["rows"])
 
 
+@contextlib.contextmanager
+def exporting(info: dict[str, Any]) -> Iterator[str]:
+    """A scratch folder holding ``users.csv`` (the emulator's users), with this process's
+    environment set to the emulator's credentials and hosts meanwhile: every process of
+    an export (the CLI, its workers, Dask's) reads them from its environment, as a
+    worker of a real fleet does."""
+    folder = tempfile.mkdtemp(prefix="oxlin-export-")
+    saved = {k: os.environ.get(k) for k in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET",
+                                           "OXLIN_AUTH_URL", "OXLIN_API_URL",
+                                           "OXLIN_EMBED_URL")}
+    try:
+        os.environ.update({"OXLIN_CLIENT_ID": info["client_id"],
+                           "OXLIN_CLIENT_SECRET": info["client_secret"],
+                           **{f"OXLIN_{k.upper()}": v for k, v in info["urls"].items()}})
+        with open(os.path.join(folder, "users.csv"), "w", encoding="utf-8") as f:
+            f.writelines(f"{e},{p}\n" for e, p in info["users"])
+        yield folder
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run(opts: Options) -> dict[str, Any]:
     section("scale: one process vs --workers 2 vs Dask LocalCluster(2), emulator (25 ms) "
             "in another process")
@@ -73,28 +101,8 @@ def run(opts: Options) -> dict[str, Any]:
     kwargs = {"users": users, "seed": 21, "accounts_per_user": accounts,
               "transactions_per_account": per_account, "latency": LATENCY,
               "token_lifetime": 3600}
-    folder = tempfile.mkdtemp(prefix="oxlin-scale-")
-    saved = {k: os.environ.get(k) for k in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET",
-                                           "OXLIN_AUTH_URL", "OXLIN_API_URL",
-                                           "OXLIN_EMBED_URL")}
-    try:
-        with Child(_serve, kwargs) as server:
-            info = server.info
-            # every process of the run (the CLI, its workers, the Dask workers) reads the
-            # credentials and hosts from its environment, as a worker of a real fleet does
-            os.environ.update({"OXLIN_CLIENT_ID": info["client_id"],
-                               "OXLIN_CLIENT_SECRET": info["client_secret"],
-                               **{f"OXLIN_{k.upper()}": v for k, v in info["urls"].items()}})
-            with open(os.path.join(folder, "users.csv"), "w", encoding="utf-8") as f:
-                f.writelines(f"{e},{p}\n" for e, p in info["users"])
-            out = _measure(server, folder, repeats, expected)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(folder, ignore_errors=True)
+    with Child(_serve, kwargs) as server, exporting(server.info) as folder:
+        out = _measure(server, folder, repeats, expected)
     single, workers, dask = (median(out[k]) for k in ("single", "workers", "dask"))
     print(f"  {users} users x {accounts} accounts x {per_account} transactions = "
           f"{expected:,}; --concurrency {CONCURRENCY}; median of {repeats} runs each")
