@@ -1,6 +1,6 @@
 """``python -m benchmarks [--quick] [--only NAME[,NAME]] [--json PATH] [--profile]``
 
-Runs the benchmarks (walk, decode, bulk, stampede, memory), prints each one's figures
+Runs the benchmarks (walk, decode, bulk, stampede, memory, ratelimit), prints each one's figures
 with its targets and PASS/MISS, and writes everything to a JSON file.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from . import Options, load_average, now_stamp, section
 
-BENCHMARKS = ("walk", "decode", "bulk", "stampede", "memory")
+BENCHMARKS = ("walk", "decode", "bulk", "stampede", "memory", "ratelimit")
 
 
 def _versions() -> dict[str, str]:

@@ -7,6 +7,8 @@ How a request flows through `Transport.request(cast_to, options)`:
 2. **Gate and slots.** The request waits at the client-wide gate (closed while a 429's
    Retry-After runs), takes the extra limits of ``options.limits`` in order, then a slot
    of the client-wide semaphore. If queueing outlasted the token, it starts again.
+   A limit that learns (a bulk run's adaptive one, `_adaptive`) is told how each attempt
+   went: its status and its time on the wire.
 3. **Attached.** The strategy writes the token into this attempt's `Outgoing` copy (the
    ``Authorization`` header, or the widget's form body), and the request goes out.
 4. **Decoded.** A body is read up to ``max_body_size`` bytes (beyond it:
@@ -36,7 +38,7 @@ import yarl
 
 from ._auth import Token
 from ._convert import loads, structure, structure_list
-from ._options import Outgoing, RequestOptions
+from ._options import Limit, Outgoing, RequestOptions
 from ._retry import Outcome, RetryPolicy, gate_delay, parse_retry_after, retry_delay
 from ._version import __version__
 from ._wire import page_decoder
@@ -167,6 +169,15 @@ def _replays(error: APIError) -> bool:
     return isinstance(error, AuthenticationError) and error.code in (None, "invalid_token")
 
 
+def _observe(limits: list[Limit], status: int | None, latency: float) -> None:
+    """Tell the limits that learn (an adaptive one, `_adaptive`) how an attempt went:
+    its status (None: no answer) and its time on the wire, queueing excluded."""
+    for limit in limits:
+        observe = getattr(limit, "observe", None)
+        if observe is not None:
+            observe(status, latency)
+
+
 class Transport:
     """Owns (or borrows) the aiohttp session; see the module docstring."""
 
@@ -291,7 +302,7 @@ class Transport:
             # checked again once we hold one: queueing may have outlasted it.
             token = await auth.token(options) if auth is not None else None
             await self._wait_gate()
-            held: list[asyncio.Semaphore] = []
+            held: list[Limit] = []
             try:
                 for limit in options.limits:
                     await limit.acquire()
@@ -309,7 +320,14 @@ class Transport:
                     request = Outgoing.of(options)
                     if auth is not None:
                         auth.apply(request, token)
-                    return await self._send(request), token
+                    sent = time.monotonic()
+                    try:
+                        response = await self._send(request)
+                    except _NoAnswer:
+                        _observe(held, None, time.monotonic() - sent)
+                        raise
+                    _observe(held, response.status, time.monotonic() - sent)
+                    return response, token
             finally:
                 for limit in held:
                     limit.release()
