@@ -6,10 +6,11 @@ when a client sends too much. A fixed concurrency is a guess: too low wastes the
 too high turns into a storm of 429s. `AIMD` decides instead, from each answer:
 
 * **start low** (`AIMD.initial`), then **slow start**: +1 per fast 2xx answer, so the
-  limit doubles each round trip, until the first back-off;
+  limit doubles each round trip (each `AIMD.probe_period` when round trips are
+  shorter), until the first back-off;
 * then **additive increase**: +1/limit per fast 2xx answer, one more request in flight
-  per round trip. It grows only while the limit is in use (at least half of it in
-  flight), so a run that has little to do does not inflate it;
+  per round trip (or per `AIMD.probe_period`). It grows only while the limit is in use
+  (at least half of it in flight), so a run that has little to do does not inflate it;
 * **multiplicative decrease**: x `AIMD.backoff` (0.5) on a 429 or a 503 (the API says
   slow down) and on an attempt that got no answer (a timeout, a dropped connection);
   x `AIMD.latency_backoff` (0.8) when answers come well above their usual latency
@@ -115,15 +116,16 @@ class AIMD:
         """One attempt's outcome: its HTTP status (None: no answer), when it was sent and
         when it ended, and how many requests were in flight then (itself included).
 
-        Growth after the first back-off is +1/limit per fast answer (one per round trip)
-        times ``min(1, round trip / probe_period)``: a per-second limit with a burst of
-        a second's worth hides an overshoot until its bucket is empty, so probing
-        faster than a few times a second only overshoots further before the API can
-        say so. For the same reason a 429 sets the limit to `share_backoff` x what the
-        API took since the last back-off (`taken`) once that is known, rather than
-        halving a limit that may be far above it: from one empty bucket to the next,
-        the 2xx answers count exactly what the limit let through. Both are
-        multiplicative decreases (of the limit, or of the rate the API gave)."""
+        Growth is +1 per fast answer in slow start (the limit doubles each round
+        trip), +1/limit after it (one more per round trip), both times
+        ``min(1, round trip / probe_period)``: a per-second limit with a burst of a
+        second's worth hides an overshoot until its bucket is empty, so growing faster
+        than a few steps a second only overshoots further before the API can say so.
+        For the same reason a 429 sets the limit to `share_backoff` x what the API took
+        since the last back-off (`taken`) once that is known, rather than halving a
+        limit that may be far above it: from one empty bucket to the next, the 2xx
+        answers count exactly what the limit let through. Both are multiplicative
+        decreases (of the limit, or of the rate the API gave)."""
         if self.since is None:
             self.since = now
         if status is None or status in THROTTLED:
@@ -137,17 +139,22 @@ class AIMD:
         else:
             self.recent += 0.2 * (latency - self.recent)
             self.usual += 0.02 * (latency - self.usual)
-        if self.recent > self.tolerance * self.usual and self.recent - self.usual > self.slack:
+        if self._slow(self.recent):
             decision = self._decrease(sent, now, self.latency_backoff)
             if decision is Decision.BACK_OFF:
                 self.recent = self.usual  # the next back-off needs new slow answers
             return decision
-        if in_flight * 2 < self.limit or self.limit >= self.maximum:
-            return Decision.HOLD  # not using what it has: no reason to want more
-        step = 1.0 if self.slow_start else (
-            min(1.0, self.usual / self.probe_period) / self.limit)
+        if in_flight * 2 < self.limit or self.limit >= self.maximum or self._slow(latency):
+            return Decision.HOLD  # not using what it has, or not fast: no reason to grow
+        pace = min(1.0, self.usual / self.probe_period)
+        step = pace if self.slow_start else pace / self.limit
         self.limit = min(float(self.maximum), self.limit + step)
         return Decision.GROW
+
+    def _slow(self, latency: float) -> bool:
+        """Well above the usual latency (`tolerance` times, and by `slack` seconds)."""
+        assert self.usual is not None
+        return latency > self.tolerance * self.usual and latency - self.usual > self.slack
 
     def taken(self, now: float) -> float | None:
         """Requests in flight the API took on average since the last back-off (2xx

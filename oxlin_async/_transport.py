@@ -209,6 +209,11 @@ class Transport:
         self.retry = retry if retry is not None else RetryPolicy()
         self._rng = random.Random(seed)
         self._gate_until = 0.0
+        # After a pause one request goes first, and the others wait for its answer: a
+        # limit shared with others (other processes of one API client) may be spent
+        # again already, and then one request meets the next 429, not all of them.
+        self._reopening = False
+        self._probe: asyncio.Future[None] | None = None
         self._headers = {"User-Agent": user_agent or f"oxlin-async/{__version__}",
                          "Accept": "application/json"}
         self._closed = False
@@ -262,9 +267,6 @@ class Transport:
                     outcome = Outcome.answer(response.status, retry_after)
                     error = self._error(response, options.oauth, retry_after,
                                         redact=_sent_secrets(options))
-                    if (wait := gate_delay(outcome, self.retry)) is not None:
-                        # Close the gate for the whole client, not just this request.
-                        self._gate_until = max(self._gate_until, time.monotonic() + wait)
                     if (not replayed and options.auth is not None and _replays(error)
                             and options.auth.refused(token)):
                         log.debug("%s %s: 401, renewing the token and replaying",
@@ -289,10 +291,38 @@ class Transport:
             retry_after=retry_after, oauth=oauth, documented=documented,
             location=response.headers.get("Location"), redact=redact)
 
-    async def _wait_gate(self) -> None:
-        # A deadline, not an event: a later 429 may push it while we sleep.
-        while (delay := self._gate_until - time.monotonic()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(delay)
+    def _close_gate(self, response: Response) -> None:
+        """A 429 closes the gate for the whole client, not just this request."""
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        wait = gate_delay(Outcome.answer(response.status, retry_after), self.retry)
+        if wait is not None:
+            self._gate_until = max(self._gate_until, time.monotonic() + wait)
+            self._reopening = True
+
+    async def _wait_gate(self, *, first: bool = False) -> bool:
+        """Wait while the gate is closed, and after a pause while the first request is
+        out; with `first`, return whether this request is that first one (its caller
+        then ends its turn with `_probed`)."""
+        while True:
+            # A deadline, not an event: a later 429 may push it while we sleep.
+            if (delay := self._gate_until - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            elif self._probe is not None:
+                await asyncio.shield(self._probe)  # a waiter's cancel is not the probe's
+            elif first and self._reopening:
+                self._reopening = False
+                self._probe = asyncio.get_running_loop().create_future()
+                return True
+            else:
+                return False
+
+    def _probed(self, response: Response | None) -> None:
+        """The first request after a pause is answered (None: not, or not at all)."""
+        probe, self._probe = self._probe, None
+        if response is None or response.status == 429:
+            self._reopening = True  # the next request tries again, after any new pause
+        if probe is not None and not probe.done():
+            probe.set_result(None)
 
     async def _attempt(self, options: RequestOptions) -> tuple[Response, Token | None]:
         auth = options.auth
@@ -316,16 +346,23 @@ class Transport:
                                 "could be sent (the token endpoint grants lifetimes "
                                 "shorter than it takes to use them)")
                         continue
-                    await self._wait_gate()  # a 429 may have closed the gate while we queued
+                    # a 429 may have closed the gate while we queued
+                    probe = await self._wait_gate(first=True)
                     request = Outgoing.of(options)
                     if auth is not None:
                         auth.apply(request, token)
                     sent = time.monotonic()
+                    response: Response | None = None
                     try:
                         response = await self._send(request)
                     except _NoAnswer:
                         _observe(held, None, time.monotonic() - sent)
                         raise
+                    finally:
+                        if response is not None and response.status == 429:
+                            self._close_gate(response)  # before any waiter moves on
+                        if probe:
+                            self._probed(response)
                     _observe(held, response.status, time.monotonic() - sent)
                     return response, token
             finally:
