@@ -497,11 +497,14 @@ class _Display:
 
 def progress_stats(p: Progress) -> str:
     """The numbers after the bar and the times: transactions, then retries and failures
-    only once there are any (80 columns hold them all)."""
+    only once there are any (80 columns hold them all); once the API answers 429, the
+    429 share and the requests allowed in flight (``429 1.2% @13``) instead of the
+    retries."""
     parts = [f"{_short(p.transactions)} tx"]
     if p.throttled:
-        parts.append(f"429 {p.throttle_rate:.0%} ({p.limit} in flight)")
-    if p.retries:
+        # in the retries' place: most are the 429s' own, and 80 columns hold one of them
+        parts.append(f"429 {p.throttle_rate:.1%} @{p.limit}")
+    elif p.retries:
         parts.append(f"{_short(p.retries)} retries")
     if p.users_failed:
         parts.append(f"{p.users_failed} failed")
