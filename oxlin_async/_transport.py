@@ -8,7 +8,9 @@ How a request flows through `Transport.request(cast_to, options)`:
    Retry-After runs), takes the extra limits of ``options.limits`` in order, then a slot
    of the client-wide semaphore. If queueing outlasted the token, it starts again.
    A limit that learns (a bulk run's adaptive one, `_adaptive`) is told how each attempt
-   went: its status and its time on the wire.
+   went: its status and its time on the wire. When a 429's pause ends, one request goes
+   first and the others wait for its answer (a new 429 closes the gate again), so a
+   limit that others spent meanwhile refuses one request, not all of them at once.
 3. **Attached.** The strategy writes the token into this attempt's `Outgoing` copy (the
    ``Authorization`` header, or the widget's form body), and the request goes out.
 4. **Decoded.** A body is read up to ``max_body_size`` bytes (beyond it:
@@ -348,16 +350,17 @@ class Transport:
                         continue
                     # a 429 may have closed the gate while we queued
                     probe = await self._wait_gate(first=True)
-                    request = Outgoing.of(options)
-                    if auth is not None:
-                        auth.apply(request, token)
-                    sent = time.monotonic()
                     response: Response | None = None
-                    try:
-                        response = await self._send(request)
-                    except _NoAnswer:
-                        _observe(held, None, time.monotonic() - sent)
-                        raise
+                    try:  # from here on, whatever happens, the waiters hear of it
+                        request = Outgoing.of(options)
+                        if auth is not None:
+                            auth.apply(request, token)
+                        sent = time.monotonic()
+                        try:
+                            response = await self._send(request)
+                        except _NoAnswer:
+                            _observe(held, None, time.monotonic() - sent)
+                            raise
                     finally:
                         if response is not None and response.status == 429:
                             self._close_gate(response)  # before any waiter moves on

@@ -231,6 +231,15 @@ async def client_of(routes: Iterable[web.RouteDef], *, client_secret: str = "sec
         await server.close()
 
 
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `condition` (the emulator's counters, say) until it holds."""
+    for _ in range(int(timeout / 0.002)):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition never held")
+
+
 class FakeClock:
     """A clock that moves only when the test moves it (`clock.now += 10`)."""
 

@@ -3,6 +3,7 @@ limit and rides it, exactly, with few 429s; exports in separate processes share 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from _helpers import (
+    FakeClock,
     assert_exact,
     clean_env,
     delivered,
     drain,
+    eventually,
     new_client,
     read_jsonl,
     report_of,
@@ -84,6 +87,30 @@ async def test_a_number_pins_the_concurrency() -> None:
         assert (stats.mode, stats.limit, stats.peak, stats.mean) == ("fixed", 3, 3, 3.0)
         assert max(in_flight) <= 3
         assert stats.throttled == box.state.counters.refused == 0
+
+
+# ---------------------------------------------------------------------------- the gate
+async def test_after_a_pause_one_request_goes_first_and_the_others_follow_its_answer(
+        ) -> None:
+    async with OxlinSandbox(users=1, seed=54) as box, new_client(
+            box, retry=ox.RetryPolicy(max_retries=5)) as client:
+        who = box.users[0]
+        user = client.as_user(who.email, who.password)
+        await user.users.me()  # signed in before the limit
+        box.rate_limit = RateLimit(1, burst=1)
+        box.buckets.clock = FakeClock()  # frozen: no token comes back by itself
+        counters = box.state.counters
+        calls = asyncio.gather(*(user.users.me() for _ in range(10)))
+        # all ten went at once: one was admitted, nine refused, and the gate closed
+        await eventually(lambda: counters.refused == 9)
+        # after the pause the bucket is still empty: one request finds it out, not nine
+        await eventually(lambda: counters.refused == 10, timeout=5)
+        await asyncio.sleep(0.3)
+        assert (counters.admitted, counters.refused) == (1, 10)
+        box.rate_limit = RateLimit(1000)  # room again: after the next pause, all go
+        answers = await asyncio.wait_for(calls, 10)
+        assert {a.id for a in answers} == {who.id}
+        assert (counters.admitted, counters.refused) == (10, 10)
 
 
 # ------------------------------------------------------------------ the command line
