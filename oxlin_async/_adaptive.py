@@ -12,8 +12,13 @@ too high turns into a storm of 429s. `AIMD` decides instead, from each answer:
   per round trip (or per `AIMD.probe_period`). It grows only while the limit is in use
   (at least half of it in flight), so a run that has little to do does not inflate it;
 * **multiplicative decrease**: x `AIMD.backoff` (0.5) on a 429 or a 503 (the API says
-  slow down) and on an attempt that got no answer (a timeout, a dropped connection);
-  x `AIMD.latency_backoff` (0.8) when answers come well above their usual latency
+  slow down) and on an attempt that got no answer (a timeout, a dropped connection).
+  Once a round trip's worth of answers has come since the last back-off, a 429 sets
+  the limit to `AIMD.share_backoff` (0.9) x what the API took meanwhile instead
+  (`AIMD.taken`: 2xx answers a second x the usual latency), when that is lower: a
+  bucket that holds a second of requests hides how far the limit overshot, the
+  answers do not. x `AIMD.latency_backoff` (0.8) when answers come well above their
+  usual latency
   (the recent average above `tolerance` times the long-run one, and `slack` seconds
   above it: a queue is building up somewhere). At most once per round trip: an answer
   to a request sent before the last decrease was sent under the old limit, and the
@@ -26,12 +31,15 @@ time as an argument and keep no clock, so a fake clock drives them in tests.
 
 **Fair shares without talking.** Several processes (the workers of a sharded export)
 that share one API limit each run their own `AIMD`. When the shared limit is exceeded,
-each of them meets 429s and halves its limit; between those moments each adds the same
-one request per round trip (they talk to the same API, so their round trips are alike).
-Additive increase keeps the difference between two processes' limits as it is;
-multiplicative decrease halves it. After k shared back-offs the difference is at most
-2^-k of what it was: the limits converge to equal shares of the API, whatever they
-started at (Chiu and Jain, 1989; the argument for TCP's fairness). A process that sends
+each of them meets 429s and cuts its limit by a factor b < 1 (0.5 of the limit, or 0.9
+of what the API gave it: one bucket serves each process about in proportion to what it
+sends, so that too is about the same fraction of each one's limit); between those
+moments each adds the same one request
+per round trip (they talk to the same API, so their round trips are alike). Additive
+increase keeps the difference between two processes' limits as it is; multiplicative
+decrease multiplies it by b. After k shared back-offs the difference is at most b^k of
+what it was: the limits converge to equal shares of the API, whatever they started at
+(Chiu and Jain, 1989; the argument for TCP's fairness). A process that sends
 more meets the exhausted limit more often (its share of the 429s follows its share of
 the requests), which only speeds this up. As for TCP, shares are equal in requests in
 flight: a process with slower round trips gets proportionally fewer requests a second.
