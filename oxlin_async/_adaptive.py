@@ -34,15 +34,15 @@ that share one API limit each run their own `AIMD`. When the shared limit is exc
 each of them meets 429s and cuts its limit by a factor b < 1 (0.5 of the limit, or 0.9
 of what the API gave it: one bucket serves each process about in proportion to what it
 sends, so that too is about the same fraction of each one's limit); between those
-moments each adds the same one request
-per round trip (they talk to the same API, so their round trips are alike). Additive
-increase keeps the difference between two processes' limits as it is; multiplicative
-decrease multiplies it by b. After k shared back-offs the difference is at most b^k of
-what it was: the limits converge to equal shares of the API, whatever they started at
-(Chiu and Jain, 1989; the argument for TCP's fairness). A process that sends
-more meets the exhausted limit more often (its share of the 429s follows its share of
-the requests), which only speeds this up. As for TCP, shares are equal in requests in
-flight: a process with slower round trips gets proportionally fewer requests a second.
+moments each adds the same one request per round trip (they talk to the same API, so
+their round trips are alike). Additive increase keeps the difference between two
+processes' limits as it is; multiplicative decrease multiplies it by b. After k shared
+back-offs the difference is at most b^k of what it was: the limits converge to equal
+shares of the API, whatever they started at (Chiu and Jain, 1989; the argument for TCP's
+fairness). A process that sends more meets the exhausted limit more often (its share of
+the 429s follows its share of the requests), which only speeds this up. As for TCP,
+shares are equal in requests in flight: a process with slower round trips gets
+proportionally fewer requests a second.
 
 `AdaptiveLimit` applies the decisions: a semaphore whose size follows the controller,
 held by each request of a bulk run and told each attempt's outcome by the transport
