@@ -57,9 +57,14 @@ import enum
 import math
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal, TypeAlias
 
 import attrs
+
+from .errors import ArgumentError
+
+#: A bulk run's concurrency: "auto" (adaptive) or a number of requests in flight (pinned).
+Concurrency: TypeAlias = int | Literal["auto"]
 
 #: Statuses that mean "slow down" (docs/oxlin-api §10: 429 rate limited, 503 overload).
 THROTTLED = frozenset({429, 503})
@@ -204,6 +209,29 @@ class ConcurrencyStats:
     def throttle_rate(self) -> float:
         """The share of attempts answered 429 (0 to 1)."""
         return self.throttled / self.attempts if self.attempts else 0.0
+
+
+def check_concurrency(value: object, name: str = "concurrency") -> Concurrency:
+    """`value` if it is "auto" or an int >= 1; else `ArgumentError` naming `name`."""
+    if value == "auto":
+        return "auto"
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ArgumentError(name, f"must be 'auto' or an int >= 1, got {value!r}")
+    return value
+
+
+def figures(stats: ConcurrencyStats) -> dict[str, Any]:
+    """`stats` as a report writes them (the export's report, a shard's report)."""
+    return {"mode": stats.mode, "limit": stats.limit, "peak": stats.peak,
+            "mean": round(stats.mean, 2), "attempts": stats.attempts,
+            "throttled": stats.throttled, "throttle_rate": round(stats.throttle_rate, 5)}
+
+
+def throttling(attempts: int, throttled: int) -> dict[str, Any]:
+    """Attempts and 429s summed over several runs (the shards of one export): the rate
+    is of the sums, so that a shard with many requests weighs as much as it sent."""
+    return {"attempts": attempts, "throttled": throttled,
+            "throttle_rate": round(throttled / attempts, 5) if attempts else 0.0}
 
 
 class AdaptiveLimit:

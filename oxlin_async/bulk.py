@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import attrs
 
-from ._adaptive import AIMD, AdaptiveLimit, ConcurrencyStats
+from ._adaptive import AIMD, AdaptiveLimit, ConcurrencyStats, check_concurrency
 from ._filters import TransactionFilter
 from ._options import Limit, RequestStats
 from .errors import ArgumentError, OxlinError, PermissionDeniedError
@@ -328,13 +328,10 @@ class BulkRun:
                  on_token: Callable[[BulkUser, Token], None] | None = None,
                  filter_for: Callable[[BulkUser], TransactionFilter | None] | None = None,
                  **filters: Any) -> None:
-        for name, value in (("concurrency", concurrency),
-                            ("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
-            if name == "concurrency" and value == "auto":
-                continue
+        check_concurrency(concurrency)
+        for name, value in (("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                wanted = "'auto' or an int >= 1" if name == "concurrency" else "an int >= 1"
-                raise ArgumentError(name, f"must be {wanted}, got {value!r}")
+                raise ArgumentError(name, f"must be an int >= 1, got {value!r}")
         if "sort" in filters:
             raise ArgumentError("sort", "is chosen by the bulk fetcher")
         #: what is fetched of each account: `filter` and the `TransactionFilter` keywords

@@ -26,13 +26,20 @@ from typing import Any
 import attrs
 
 from . import __version__
+from ._adaptive import Concurrency, figures
 from ._auth import Token
 from ._client import OxlinClient
 from ._export import FORMATS, UnsafeOutputError, Writer, format_of, open_writer, safe_target
 from ._filters import TransactionFilter
 from ._postgres import is_url, redact
 from ._retry import RetryPolicy
-from ._shards_cli import add_commit_command, add_shard_arguments, shard_command, wants_shards
+from ._shards_cli import (
+    add_commit_command,
+    add_shard_arguments,
+    concurrency_line,
+    shard_command,
+    wants_shards,
+)
 from .bulk import BulkResult, BulkUser, Checkpoint, Progress
 from .environments import Environment
 from .errors import ArgumentError, OxlinError
@@ -226,7 +233,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _concurrency(text: str) -> int | str:
+def _concurrency(text: str) -> Concurrency:
     """``auto`` (adapt to what the API takes) or a number of requests in flight."""
     return "auto" if text.strip().lower() == "auto" else _positive(text)
 
@@ -721,12 +728,7 @@ async def _run(plan: _Plan, client: OxlinClient, users: list[BulkUser], writer: 
 
 def _concurrency_figures(result: BulkResult) -> dict[str, Any] | None:
     """The report's account of the requests in flight and the 429s (README: "auto")."""
-    c = result.concurrency
-    if c is None:
-        return None
-    return {"mode": c.mode, "limit": c.limit, "peak": c.peak, "mean": round(c.mean, 2),
-            "attempts": c.attempts, "throttled": c.throttled,
-            "throttle_rate": round(c.throttle_rate, 5)}
+    return None if result.concurrency is None else figures(result.concurrency)
 
 
 def _summarise(plan: _Plan, result: BulkResult, rows: list[dict[str, Any]]) -> int:
@@ -738,12 +740,8 @@ def _summarise(plan: _Plan, result: BulkResult, rows: list[dict[str, Any]]) -> i
               f"{len(result.users) - len(result.failed)}/{len(result.users)} users to "
               f"{redact(plan.args.out) if is_url(plan.args.out) else plan.args.out} in "
               f"{result.elapsed:.1f}s{resumed}", file=sys.stderr)
-        c = result.concurrency
-        if c is not None and c.attempts:
-            shown = (f"{c.limit} at the end, {c.mean:.1f} on average, {c.peak} at most"
-                     if c.mode == "auto" else f"{c.limit}, fixed")
-            print(f"  requests in flight: {shown}; answered 429: {c.throttled:,} of "
-                  f"{c.attempts:,} ({c.throttle_rate:.1%})", file=sys.stderr)
+        if result.concurrency is not None and result.concurrency.attempts:
+            print(concurrency_line(result.concurrency), file=sys.stderr)
         for failed in result.failed:
             print(f"  failed: {failed.user}: {failed.error_type}: {failed.error}",
                   file=sys.stderr)
