@@ -283,9 +283,11 @@ class _Bar:
 
     def shard(self, result: ShardResult) -> None:
         self._done += 1
+        c = result.concurrency
         self._latest[result.index] = ShardProgress(
             result.index, result.users, result.users - len(result.failed), len(result.failed),
-            result.rows, True)
+            result.rows, True, c.attempts if c else 0, c.throttled if c else 0,
+            c.limit if c else 0)
         self._show()
 
     def text(self) -> str:
@@ -294,8 +296,14 @@ class _Bar:
         failed = sum(p.users_failed for p in seen)
         total = sum(p.users_total for p in seen)
         more = "+" if len(self._latest) < self.shards else ""
+        # once the API answers 429: their share of all attempts, and the requests the
+        # running shards allow in flight together
+        throttled = sum(p.throttled for p in seen)
+        requests = sum(p.requests for p in seen)
+        limit = sum(p.limit for p in seen if not p.finished)
         return (f"{self._done}/{self.shards} shards, {done}/{total}{more} users, "
                 f"{sum(p.transactions for p in seen):,} tx"
+                + (f", 429 {throttled / requests:.1%} @{limit}" if throttled else "")
                 + (f", {failed} failed" if failed else ""))
 
     def _show(self) -> None:

@@ -371,6 +371,11 @@ class ShardProgress:
     users_failed: int
     transactions: int
     finished: bool = False
+    #: request attempts so far, those answered 429, and the requests allowed in flight
+    #: now (the shard's adaptive limit, or its fixed share)
+    requests: int = 0
+    throttled: int = 0
+    limit: int = 0
 
 
 class _UserPages:
@@ -550,7 +555,8 @@ async def _fetch(client: OxlinClient, users: list[BulkUser], plan: ShardPlan,
         if on_progress is not None and time.monotonic() - last >= 0.5:
             last = time.monotonic()
             on_progress(ShardProgress(index, len(users), p.users_done, p.users_failed,
-                                      p.transactions))
+                                      p.transactions, False, p.requests, p.throttled,
+                                      p.limit))
 
     run = client.bulk_transactions(users, filter=plan.filter, concurrency=concurrency,
                                    per_user_concurrency=per_user if concurrency == "auto"
@@ -562,8 +568,11 @@ async def _fetch(client: OxlinClient, users: list[BulkUser], plan: ShardPlan,
             pages.write(batch)
     assert run.result is not None  # set once the iteration is over
     if on_progress is not None:
+        c = run.result.concurrency
         on_progress(ShardProgress(index, len(users), len(users) - len(run.result.failed),
-                                  len(run.result.failed), run.result.transactions, True))
+                                  len(run.result.failed), run.result.transactions, True,
+                                  c.attempts if c else 0, c.throttled if c else 0,
+                                  c.limit if c else 0))
     return run.result
 
 

@@ -112,3 +112,18 @@ def test_one_shard_says_how_its_concurrency_went(
     assert f"answered 429: 0 of {c['attempts']:,} (0.0%)" in first
     assert "on average" in first and "answered 429" not in again
     assert result.skipped and result.concurrency is None
+
+
+def test_the_bar_shows_the_429_share_and_the_running_shards_limits() -> None:
+    from oxlin_async._shards_cli import _Bar
+
+    bar = _Bar(3, enabled=False)
+    bar.update(shards.ShardProgress(0, 10, 3, 0, 120, requests=100, limit=7))
+    assert bar.text() == "0/3 shards, 3/10+ users, 120 tx"  # no 429 yet: nothing to say
+    bar.update(shards.ShardProgress(1, 12, 2, 0, 80, requests=200, throttled=6, limit=5))
+    assert bar.text() == "0/3 shards, 5/22+ users, 200 tx, 429 2.0% @12"
+    stats = ox.ConcurrencyStats(mode="auto", limit=9, peak=20, mean=8.5, attempts=300,
+                                throttled=6)
+    bar.shard(shards.ShardResult(1, 3, "p", 100, 12, (), concurrency=stats))
+    # shard 1 is over: its attempts still count, its limit no longer holds requests
+    assert bar.text() == "1/3 shards, 15/22+ users, 220 tx, 429 1.5% @7"
