@@ -127,3 +127,14 @@ def test_the_bar_shows_the_429_share_and_the_running_shards_limits() -> None:
     bar.shard(shards.ShardResult(1, 3, "p", 100, 12, (), concurrency=stats))
     # shard 1 is over: its attempts still count, its limit no longer holds requests
     assert bar.text() == "1/3 shards, 15/22+ users, 220 tx, 429 1.5% @7"
+
+
+def test_the_sandbox_s_rate_limit_reaches_each_shard_s_emulator(tmp_path: Path) -> None:
+    assert run(["export", "--sandbox", "--sandbox-users", "6", "--sandbox-accounts", "1", "--sandbox-transactions",
+                "5", "--sandbox-rate-limit", "100,1", "--max-retries", "10", "--out", "parts",
+                "--shards", "2", "--shard-index", "0", "--quiet"]) == 0
+    plan = json.loads((tmp_path / "parts" / "_plan.json").read_text())
+    assert plan["users"]["sandbox"]["rate_limit"] == "100,1"
+    (report,) = _reports(tmp_path / "parts")
+    assert report["failed"] == 0
+    assert report["concurrency"]["throttled"] > 0  # a bucket of 1 met a few users at once
