@@ -1,7 +1,7 @@
 """``python -m benchmarks [--quick] [--only NAME[,NAME]] [--json PATH] [--profile]``
 
-Runs the benchmarks (walk, decode, bulk, stampede, memory, scale), prints each one's figures
-with its targets and PASS/MISS, and writes everything to a JSON file.
+Runs the benchmarks (walk, decode, bulk, stampede, memory, scale, ratelimit), prints each
+one's figures with its targets and PASS/MISS, and writes everything to a JSON file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from . import Options, load_average, now_stamp, section
 
-BENCHMARKS = ("walk", "decode", "bulk", "stampede", "memory", "scale")
+BENCHMARKS = ("walk", "decode", "bulk", "stampede", "memory", "scale", "ratelimit")
 
 
 def _versions() -> dict[str, str]:

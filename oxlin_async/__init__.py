@@ -8,6 +8,7 @@
             ...
 """
 
+from ._adaptive import ConcurrencyStats
 from ._auth import Token
 from ._client import DEFAULT_USER_SCOPES, OxlinClient, UserClient
 from ._filters import TransactionFilter
@@ -90,6 +91,7 @@ __all__ = [
     "ChannelMode",
     "ChannelStatus",
     "Checkpoint",
+    "ConcurrencyStats",
     "ConflictError",
     "Connection",
     "ConnectionStatus",

@@ -30,7 +30,7 @@ from ._auth import (
     WidgetFormAuth,
 )
 from ._gen import ODD_SINK, OddValues
-from ._options import RequestOptions, RequestStats
+from ._options import Limit, RequestOptions, RequestStats
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_MAX_BODY_SIZE, Response, Transport
 from .environments import Environment
@@ -39,8 +39,6 @@ from .resources import Accounts, Categories, ClientUsers, Connections, Transacti
 from .resources.users import _check_email, _check_password
 
 if TYPE_CHECKING:
-    import asyncio
-
     from .bulk import BulkRun, BulkUser
 
 T = TypeVar("T")
@@ -145,7 +143,7 @@ class Requester:
     per-call options (extra limits, a stats sink) to every request."""
 
     def __init__(self, context: ClientContext, tokens: TokenManager, *,
-                 limits: tuple[asyncio.Semaphore, ...] = (),
+                 limits: tuple[Limit, ...] = (),
                  stats: RequestStats | None = None) -> None:
         self.context = context
         self.tokens = tokens
@@ -153,7 +151,7 @@ class Requester:
         self.limits = limits
         self.stats = stats
 
-    def with_options(self, *, limits: Sequence[asyncio.Semaphore] | None = None,
+    def with_options(self, *, limits: Sequence[Limit] | None = None,
                      stats: RequestStats | None = None) -> Requester:
         """The same token holder, with every request holding `limits` (semaphores,
         acquired in order, before the client's own) and counting into `stats`."""
@@ -180,7 +178,7 @@ class UserClient(Requester):
     """One user's view of the API. Get it from `OxlinClient.as_user`."""
 
     def __init__(self, context: ClientContext, tokens: TokenManager, *, email: str | None,
-                 forget: Callable[[], None], limits: tuple[asyncio.Semaphore, ...] = (),
+                 forget: Callable[[], None], limits: tuple[Limit, ...] = (),
                  stats: RequestStats | None = None) -> None:
         super().__init__(context, tokens, limits=limits, stats=stats)
         self.email = email
@@ -194,7 +192,7 @@ class UserClient(Requester):
         self.categories = Categories(self)
         self.widget = Widget(self)
 
-    def with_options(self, *, limits: Sequence[asyncio.Semaphore] | None = None,
+    def with_options(self, *, limits: Sequence[Limit] | None = None,
                      stats: RequestStats | None = None) -> UserClient:
         """This user, with every request holding `limits` (semaphores, acquired in
         order, before the client's own) and counting into `stats`; the token is shared

@@ -8,9 +8,8 @@ its traffic); what to decode the body into travels next to them as ``cast_to`` (
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import yarl
@@ -19,6 +18,16 @@ from ._retry import IDEMPOTENT_METHODS
 
 if TYPE_CHECKING:
     from ._auth import Auth
+
+
+class Limit(Protocol):
+    """What a request holds while it is on the wire: an `asyncio.Semaphore`, or anything
+    acquired and released alike. One that also has ``observe(status, latency)`` (an
+    `_adaptive.AdaptiveLimit`) is told how each attempt went, from the transport."""
+
+    async def acquire(self) -> Any: ...
+
+    def release(self) -> None: ...
 
 
 @attrs.define
@@ -59,7 +68,7 @@ class RequestOptions:
     idempotent: bool = attrs.field(
         default=attrs.Factory(_default_idempotent, takes_self=True))
     auth: Auth | None = None
-    limits: tuple[asyncio.Semaphore, ...] = ()
+    limits: tuple[Limit, ...] = ()
     stats: RequestStats | None = None
     oauth: bool = False
     expect: frozenset[int] = attrs.field(

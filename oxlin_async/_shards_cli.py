@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any
 
+from ._adaptive import ConcurrencyStats
 from ._postgres import is_url, redact
 from .shards import (
     ShardedRun,
@@ -41,7 +42,8 @@ def add_shard_arguments(export: argparse.ArgumentParser) -> None:
                             "Kubernetes indexed Job, mapped Airflow tasks, a shell loop")
     group.add_argument("--workers", type=_at_least_one, metavar="N",
                        help="run every shard in N local processes, then commit; "
-                            "--concurrency is shared among them")
+                            "--concurrency auto: each adapts on its own (up to 64); "
+                            "--concurrency N: N shared among them")
     group.add_argument("--dask", metavar="ADDRESS",
                        help="run every shard as a task on the Dask scheduler at ADDRESS "
                             "(tcp://host:8786; the dask extra), retried when it fails, then "
@@ -134,7 +136,8 @@ def _plan(args: argparse.Namespace) -> tuple[str, ShardPlan]:
             "users": args.sandbox_users, "seed": args.sandbox_seed,
             "accounts": args.sandbox_accounts, "transactions": args.sandbox_transactions,
             "latency_ms": args.sandbox_latency_ms, "fault_rate": args.sandbox_fault_rate,
-            "retry_after": args.sandbox_retry_after}
+            "retry_after": args.sandbox_retry_after,
+            "rate_limit": args.sandbox_rate_limit}
     fmt = args.format or ("postgresql" if is_url(args.out) else "jsonl")
     if is_url(args.out):
         database = redact(args.out).rsplit("/", 1)[-1] or "postgresql"
@@ -190,6 +193,8 @@ def _one(args: argparse.Namespace, result: ShardResult, elapsed: float) -> int:
                  f"{result.users - len(result.failed)}/{result.users} users to "
                  f"{result.part or 'the database'} in {elapsed:.1f}s"))
         print(what, file=sys.stderr)
+        if result.concurrency is not None and result.concurrency.attempts:
+            print(concurrency_line(result.concurrency), file=sys.stderr)
         _failures(result.failed)
     return 1 if result.failed else 0
 
@@ -200,11 +205,28 @@ def _all(args: argparse.Namespace, directory: str, run: ShardedRun, elapsed: flo
         print(f"exported {run.rows:,} transactions in {len(run.results)} shards "
               f"({sum(r.skipped for r in run.results)} complete already) of {users} users "
               f"to {directory} in {elapsed:.1f}s", file=sys.stderr)
+        ran = [r.concurrency for r in run.results if r.concurrency is not None]
+        if run.attempts:
+            auto = [c for c in ran if c.mode == "auto"]
+            shown = (f"{sum(c.mean for c in auto) / len(auto):.1f} on average per shard, "
+                     f"{max(c.peak for c in auto)} at most" if auto
+                     else f"{ran[0].limit} per shard, fixed")
+            print(f"  requests in flight: {shown}; answered 429: {run.throttled:,} of "
+                  f"{run.attempts:,} across {len(ran)} shards ({run.throttle_rate:.1%})",
+                  file=sys.stderr)
         _failures(run.failed)
         print(f"committed: {directory}/_manifest.json" if run.manifest is not None else
               "not committed: run the same command again with --retry-failed, or "
               f"'oxlin-async commit {directory} --allow-failed'", file=sys.stderr)
     return 0 if run.manifest is not None else 1
+
+
+def concurrency_line(c: ConcurrencyStats) -> str:
+    """The summary's line on one run's requests in flight and 429s (README: "auto")."""
+    shown = (f"{c.limit} at the end, {c.mean:.1f} on average, {c.peak} at most"
+             if c.mode == "auto" else f"{c.limit}, fixed")
+    return (f"  requests in flight: {shown}; answered 429: {c.throttled:,} of "
+            f"{c.attempts:,} ({c.throttle_rate:.1%})")
 
 
 def _failures(failed: tuple[str, ...]) -> None:
@@ -261,9 +283,11 @@ class _Bar:
 
     def shard(self, result: ShardResult) -> None:
         self._done += 1
+        c = result.concurrency
         self._latest[result.index] = ShardProgress(
             result.index, result.users, result.users - len(result.failed), len(result.failed),
-            result.rows, True)
+            result.rows, True, c.attempts if c else 0, c.throttled if c else 0,
+            c.limit if c else 0)
         self._show()
 
     def text(self) -> str:
@@ -272,8 +296,14 @@ class _Bar:
         failed = sum(p.users_failed for p in seen)
         total = sum(p.users_total for p in seen)
         more = "+" if len(self._latest) < self.shards else ""
+        # once the API answers 429: their share of all attempts, and the requests the
+        # running shards allow in flight together
+        throttled = sum(p.throttled for p in seen)
+        requests = sum(p.requests for p in seen)
+        limit = sum(p.limit for p in seen if not p.finished)
         return (f"{self._done}/{self.shards} shards, {done}/{total}{more} users, "
                 f"{sum(p.transactions for p in seen):,} tx"
+                + (f", 429 {throttled / requests:.1%} @{limit}" if throttled else "")
                 + (f", {failed} failed" if failed else ""))
 
     def _show(self) -> None:

@@ -7,6 +7,10 @@ How a request flows through `Transport.request(cast_to, options)`:
 2. **Gate and slots.** The request waits at the client-wide gate (closed while a 429's
    Retry-After runs), takes the extra limits of ``options.limits`` in order, then a slot
    of the client-wide semaphore. If queueing outlasted the token, it starts again.
+   A limit that learns (a bulk run's adaptive one, `_adaptive`) is told how each attempt
+   went: its status and its time on the wire. When a 429's pause ends, one request goes
+   first and the others wait for its answer (a new 429 closes the gate again), so a
+   limit that others spent meanwhile refuses one request, not all of them at once.
 3. **Attached.** The strategy writes the token into this attempt's `Outgoing` copy (the
    ``Authorization`` header, or the widget's form body), and the request goes out.
 4. **Decoded.** A body is read up to ``max_body_size`` bytes (beyond it:
@@ -36,7 +40,7 @@ import yarl
 
 from ._auth import Token
 from ._convert import loads, structure, structure_list
-from ._options import Outgoing, RequestOptions
+from ._options import Limit, Outgoing, RequestOptions
 from ._retry import Outcome, RetryPolicy, gate_delay, parse_retry_after, retry_delay
 from ._version import __version__
 from ._wire import page_decoder, row_decoder
@@ -186,6 +190,15 @@ def _replays(error: APIError) -> bool:
     return isinstance(error, AuthenticationError) and error.code in (None, "invalid_token")
 
 
+def _observe(limits: list[Limit], status: int | None, latency: float) -> None:
+    """Tell the limits that learn (an adaptive one, `_adaptive`) how an attempt went:
+    its status (None: no answer) and its time on the wire, queueing excluded."""
+    for limit in limits:
+        observe = getattr(limit, "observe", None)
+        if observe is not None:
+            observe(status, latency)
+
+
 class Transport:
     """Owns (or borrows) the aiohttp session; see the module docstring."""
 
@@ -217,6 +230,11 @@ class Transport:
         self.retry = retry if retry is not None else RetryPolicy()
         self._rng = random.Random(seed)
         self._gate_until = 0.0
+        # After a pause one request goes first, and the others wait for its answer: a
+        # limit shared with others (other processes of one API client) may be spent
+        # again already, and then one request meets the next 429, not all of them.
+        self._reopening = False
+        self._probe: asyncio.Future[None] | None = None
         self._headers = {"User-Agent": user_agent or f"oxlin-async/{__version__}",
                          "Accept": "application/json"}
         self._closed = False
@@ -270,9 +288,6 @@ class Transport:
                     outcome = Outcome.answer(response.status, retry_after)
                     error = self._error(response, options.oauth, retry_after,
                                         redact=_sent_secrets(options))
-                    if (wait := gate_delay(outcome, self.retry)) is not None:
-                        # Close the gate for the whole client, not just this request.
-                        self._gate_until = max(self._gate_until, time.monotonic() + wait)
                     if (not replayed and options.auth is not None and _replays(error)
                             and options.auth.refused(token)):
                         log.debug("%s %s: 401, renewing the token and replaying",
@@ -297,10 +312,38 @@ class Transport:
             retry_after=retry_after, oauth=oauth, documented=documented,
             location=response.headers.get("Location"), redact=redact)
 
-    async def _wait_gate(self) -> None:
-        # A deadline, not an event: a later 429 may push it while we sleep.
-        while (delay := self._gate_until - time.monotonic()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(delay)
+    def _close_gate(self, response: Response) -> None:
+        """A 429 closes the gate for the whole client, not just this request."""
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        wait = gate_delay(Outcome.answer(response.status, retry_after), self.retry)
+        if wait is not None:
+            self._gate_until = max(self._gate_until, time.monotonic() + wait)
+            self._reopening = True
+
+    async def _wait_gate(self, *, first: bool = False) -> bool:
+        """Wait while the gate is closed, and after a pause while the first request is
+        out; with `first`, return whether this request is that first one (its caller
+        then ends its turn with `_probed`)."""
+        while True:
+            # A deadline, not an event: a later 429 may push it while we sleep.
+            if (delay := self._gate_until - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            elif self._probe is not None:
+                await asyncio.shield(self._probe)  # a waiter's cancel is not the probe's
+            elif first and self._reopening:
+                self._reopening = False
+                self._probe = asyncio.get_running_loop().create_future()
+                return True
+            else:
+                return False
+
+    def _probed(self, response: Response | None) -> None:
+        """The first request after a pause is answered (None: not, or not at all)."""
+        probe, self._probe = self._probe, None
+        if response is None or response.status == 429:
+            self._reopening = True  # the next request tries again, after any new pause
+        if probe is not None and not probe.done():
+            probe.set_result(None)
 
     async def _attempt(self, options: RequestOptions) -> tuple[Response, Token | None]:
         auth = options.auth
@@ -310,7 +353,7 @@ class Transport:
             # checked again once we hold one: queueing may have outlasted it.
             token = await auth.token(options) if auth is not None else None
             await self._wait_gate()
-            held: list[asyncio.Semaphore] = []
+            held: list[Limit] = []
             try:
                 for limit in options.limits:
                     await limit.acquire()
@@ -324,11 +367,26 @@ class Transport:
                                 "could be sent (the token endpoint grants lifetimes "
                                 "shorter than it takes to use them)")
                         continue
-                    await self._wait_gate()  # a 429 may have closed the gate while we queued
-                    request = Outgoing.of(options)
-                    if auth is not None:
-                        auth.apply(request, token)
-                    return await self._send(request), token
+                    # a 429 may have closed the gate while we queued
+                    probe = await self._wait_gate(first=True)
+                    response: Response | None = None
+                    try:  # from here on, whatever happens, the waiters hear of it
+                        request = Outgoing.of(options)
+                        if auth is not None:
+                            auth.apply(request, token)
+                        sent = time.monotonic()
+                        try:
+                            response = await self._send(request)
+                        except _NoAnswer:
+                            _observe(held, None, time.monotonic() - sent)
+                            raise
+                    finally:
+                        if response is not None and response.status == 429:
+                            self._close_gate(response)  # before any waiter moves on
+                        if probe:
+                            self._probed(response)
+                    _observe(held, response.status, time.monotonic() - sent)
+                    return response, token
             finally:
                 for limit in held:
                     limit.release()

@@ -8,8 +8,8 @@
 Leaving the ``async with`` block (a ``break``, an exception) cancels every request of
 the run at once; without it, call ``await run.aclose()`` yourself.
 
-How it works: `concurrency` user workers share a semaphore of `concurrency` requests in
-flight, each user a semaphore of `per_user_concurrency`; a worker signs the user in,
+How it works: user workers share one limit of requests in flight, each user a semaphore
+of `per_user_concurrency`; a worker signs the user in,
 lists the accounts and walks every account's transactions at once. Pages go through a
 bounded queue, so a slow consumer slows the fetching and memory stays bounded however
 many users there are. Each user's requests go through
@@ -18,6 +18,13 @@ semaphores and count into the user's `RequestStats`. A user that fails is report
 the reason, and the others go on. With a `Checkpoint`, an account is recorded as done
 once the consumer has taken all its pages (that is, asked for the next item), so a
 re-run skips it: the two runs together deliver every transaction exactly once.
+
+The limit of requests in flight: ``concurrency="auto"`` (the default) learns it from the
+answers (`_adaptive`: start low, grow while answers come fast and 2xx, halve on 429, up
+to the client's ``max_concurrency``, with as many user workers); a number pins it, and
+is also the number of user workers. Either way the run counts its attempts and the 429s
+among them: `Progress.limit` and `Progress.throttled` as it goes, `BulkResult.concurrency`
+at the end.
 """
 
 from __future__ import annotations
@@ -43,8 +50,9 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import attrs
 
+from ._adaptive import AIMD, AdaptiveLimit, ConcurrencyStats, check_concurrency
 from ._filters import TransactionFilter
-from ._options import RequestStats
+from ._options import Limit, RequestStats
 from ._rows import TX_SOURCES
 from .errors import ArgumentError, OxlinError, PermissionDeniedError
 from .models import Account, Transaction
@@ -156,6 +164,8 @@ class UserReport:
 class BulkResult:
     users: list[UserReport]
     elapsed: float = 0.0
+    #: the limit of requests in flight (its end, peak and mean) and the 429s met
+    concurrency: ConcurrencyStats | None = None
 
     @property
     def failed(self) -> list[UserReport]:
@@ -179,6 +189,15 @@ class Progress:
     requests: int
     retries: int
     elapsed: float
+    #: requests allowed in flight now (the adaptive limit, or the fixed one)
+    limit: int = 0
+    #: attempts answered 429 so far
+    throttled: int = 0
+
+    @property
+    def throttle_rate(self) -> float:
+        """The share of requests answered 429 so far (0 to 1)."""
+        return self.throttled / self.requests if self.requests else 0.0
 
 
 class Checkpoint:
@@ -293,6 +312,10 @@ class BulkRun:
     with each token a token user's session obtains: refresh tokens are single-use, so
     keep ``token.access_token``/``token.refresh_token`` for the next run.
 
+    `concurrency`: ``"auto"`` (the default) adapts the requests in flight to what the API
+    takes, between 1 and the client's ``max_concurrency`` (see `oxlin_async._adaptive`);
+    a number pins it. `per_user_concurrency` bounds one user's requests in flight.
+
     Which transactions: a `TransactionFilter` as `filter`, or its fields as keywords
     (``since=``, ``start_date=``, ``statuses=``...); the fetcher chooses `account_id`
     and the order itself. `filter_for(user)` may give a user a filter of its own (each
@@ -306,7 +329,8 @@ class BulkRun:
     def __init__(self, client: OxlinClient,
                  users: Iterable[BulkUser | tuple[str, str]]
                  | AsyncIterable[BulkUser | tuple[str, str]],
-                 *, concurrency: int = 32, per_user_concurrency: int = 4, buffer: int = 64,
+                 *, concurrency: int | Literal["auto"] = "auto", per_user_concurrency: int = 4,
+                 buffer: int = 64,
                  filter: TransactionFilter | None = None,
                  checkpoint: Checkpoint | str | os.PathLike[str] | None = None,
                  checkpoint_extra: Callable[[], Mapping[str, Any]] | None = None,
@@ -317,9 +341,9 @@ class BulkRun:
                  filter_for: Callable[[BulkUser], TransactionFilter | None] | None = None,
                  models: bool = True,
                  **filters: Any) -> None:
-        for name, value in (("concurrency", concurrency),
-                            ("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
-            if not isinstance(value, int) or value < 1:
+        check_concurrency(concurrency)
+        for name, value in (("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ArgumentError(name, f"must be an int >= 1, got {value!r}")
         if "sort" in filters:
             raise ArgumentError("sort", "is chosen by the bulk fetcher")
@@ -346,6 +370,10 @@ class BulkRun:
         #: token pairs) are the same user, fetched once
         self._owners: dict[str, str] = {}
         self.concurrency = concurrency
+        #: what every request of the run holds: adaptive up to the client's own bound
+        self.limit = (AdaptiveLimit(AIMD(maximum=client.transport.max_concurrency,
+                                         initial=min(8, client.transport.max_concurrency)))
+                      if concurrency == "auto" else AdaptiveLimit.fixed(concurrency))
         self.per_user_concurrency = per_user_concurrency
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=buffer)
         self.checkpoint = (checkpoint if isinstance(checkpoint, Checkpoint) or checkpoint is None
@@ -388,6 +416,7 @@ class BulkRun:
 
     async def _iterate(self) -> AsyncGenerator[Batch, None]:
         self._started = time.monotonic()
+        self.limit.start()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         try:
             while True:
@@ -412,7 +441,8 @@ class BulkRun:
             await self._supervisor  # re-raises what went wrong outside any one user
         finally:
             await self._stop()
-        self.result = BulkResult(self._reports, time.monotonic() - self._started)
+        self.result = BulkResult(self._reports, time.monotonic() - self._started,
+                                 self.limit.stats())
         self._progress(force=True)
 
     async def aclose(self) -> None:
@@ -449,7 +479,8 @@ class BulkRun:
         return Progress(
             users_total=self._users_total, users_done=self._users_done,
             users_failed=self._users_failed, transactions=self._transactions,
-            requests=requests, retries=retries, elapsed=time.monotonic() - self._started)
+            requests=requests, retries=retries, elapsed=time.monotonic() - self._started,
+            limit=self.limit.limit, throttled=self.limit.throttled)
 
     def _progress(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -468,7 +499,7 @@ class BulkRun:
                 yield BulkUser.of(user)
 
     async def _supervise(self) -> None:
-        everyone = asyncio.Semaphore(self.concurrency)
+        everyone = self.limit
         source = self._user_source()
         lock = asyncio.Lock()
 
@@ -482,7 +513,10 @@ class BulkRun:
 
         try:
             try:
-                await _all_or_nothing([worker() for _ in range(self.concurrency)])
+                # As many users at once as requests may be in flight: enough to fill the
+                # limit however far it grows.
+                workers = self.limit.controller.maximum
+                await _all_or_nothing([worker() for _ in range(workers)])
             finally:
                 await source.aclose()
         except Exception:
@@ -493,7 +527,7 @@ class BulkRun:
             raise
         await self._queue.put(None)
 
-    async def _fetch_user(self, user: BulkUser, everyone: asyncio.Semaphore) -> None:
+    async def _fetch_user(self, user: BulkUser, everyone: Limit) -> None:
         report = UserReport(user.key)
         self._reports.append(report)
         if self.checkpoint is not None and user.key in self.checkpoint.users:

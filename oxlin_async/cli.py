@@ -26,13 +26,20 @@ from typing import Any
 import attrs
 
 from . import __version__
+from ._adaptive import Concurrency, figures
 from ._auth import Token
 from ._client import OxlinClient
 from ._export import FORMATS, UnsafeOutputError, Writer, format_of, open_writer, safe_target
 from ._filters import TransactionFilter
 from ._postgres import is_url, redact
 from ._retry import RetryPolicy
-from ._shards_cli import add_commit_command, add_shard_arguments, shard_command, wants_shards
+from ._shards_cli import (
+    add_commit_command,
+    add_shard_arguments,
+    concurrency_line,
+    shard_command,
+    wants_shards,
+)
 from .bulk import BulkResult, BulkUser, Checkpoint, Progress
 from .environments import Environment
 from .errors import ArgumentError, OxlinError
@@ -226,6 +233,11 @@ def _positive(text: str) -> int:
     return value
 
 
+def _concurrency(text: str) -> Concurrency:
+    """``auto`` (adapt to what the API takes) or a number of requests in flight."""
+    return "auto" if text.strip().lower() == "auto" else _positive(text)
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -370,8 +382,10 @@ def _add_run_options(export: argparse.ArgumentParser) -> None:
     from .testing._cli import add_sandbox_arguments
 
     run = export.add_argument_group("run")
-    run.add_argument("--concurrency", type=_positive, default=32,
-                     help="requests in flight at once, and users fetched at once (default 32)")
+    run.add_argument("--concurrency", type=_concurrency, default="auto", metavar="auto|N",
+                     help="requests in flight at once: 'auto' (the default) adapts to what "
+                          "the API takes, backing off on 429 (up to 64); N pins it, and "
+                          "fetches N users at once")
     run.add_argument("--per-user-concurrency", type=_positive, default=4, metavar="N",
                      help="requests in flight at once for one user (default 4)")
     run.add_argument("--max-retries", type=_count, default=RetryPolicy().max_retries,
@@ -493,9 +507,14 @@ class _Display:
 
 def progress_stats(p: Progress) -> str:
     """The numbers after the bar and the times: transactions, then retries and failures
-    only once there are any (80 columns hold them all)."""
+    only once there are any (80 columns hold them all); once the API answers 429, the
+    429 share and the requests allowed in flight (``429 1.2% @13``) instead of the
+    retries."""
     parts = [f"{_short(p.transactions)} tx"]
-    if p.retries:
+    if p.throttled:
+        # in the retries' place: most are the 429s' own, and 80 columns hold one of them
+        parts.append(f"429 {p.throttle_rate:.1%} @{p.limit}")
+    elif p.retries:
         parts.append(f"{_short(p.retries)} retries")
     if p.users_failed:
         parts.append(f"{p.users_failed} failed")
@@ -533,7 +552,8 @@ def _write_report(plan: _Plan, result: BulkResult, rows: list[dict[str, Any]]) -
         "users": len(result.users), "failed": len(result.failed),
         "transactions": sum(r["transactions"] for r in rows),
         "transactions_this_run": result.transactions,
-        "elapsed_seconds": round(result.elapsed, 3), "results": rows}
+        "elapsed_seconds": round(result.elapsed, 3),
+        "concurrency": _concurrency_figures(result), "results": rows}
     path = safe_target(plan.report)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -655,7 +675,8 @@ async def _open_source(plan: _Plan, stack: contextlib.AsyncExitStack
         credentials, environment = plan.credentials, _environment(args)
     assert users is not None  # read_users ran unless the sandbox serves
     client = await stack.enter_async_context(OxlinClient(
-        *credentials, environment=environment, max_concurrency=args.concurrency,
+        *credentials, environment=environment,
+        max_concurrency=64 if args.concurrency == "auto" else args.concurrency,
         retry=RetryPolicy(max_retries=args.max_retries)))
     return client, users
 
@@ -706,6 +727,11 @@ async def _run(plan: _Plan, client: OxlinClient, users: list[BulkUser], writer: 
     return run.result
 
 
+def _concurrency_figures(result: BulkResult) -> dict[str, Any] | None:
+    """The report's account of the requests in flight and the 429s (README: "auto")."""
+    return None if result.concurrency is None else figures(result.concurrency)
+
+
 def _summarise(plan: _Plan, result: BulkResult, rows: list[dict[str, Any]]) -> int:
     """One line (and one per failed user) on stderr; the exit status."""
     if not plan.args.quiet:
@@ -715,6 +741,8 @@ def _summarise(plan: _Plan, result: BulkResult, rows: list[dict[str, Any]]) -> i
               f"{len(result.users) - len(result.failed)}/{len(result.users)} users to "
               f"{redact(plan.args.out) if is_url(plan.args.out) else plan.args.out} in "
               f"{result.elapsed:.1f}s{resumed}", file=sys.stderr)
+        if result.concurrency is not None and result.concurrency.attempts:
+            print(concurrency_line(result.concurrency), file=sys.stderr)
         for failed in result.failed:
             print(f"  failed: {failed.user}: {failed.error_type}: {failed.error}",
                   file=sys.stderr)

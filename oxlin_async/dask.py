@@ -11,9 +11,12 @@ Each shard is one task, ``oxlin_async.shards.run_shard`` given a `ShardSpec` (th
 directory, the index, the concurrency: no secret), submitted with `retries`; a worker
 reads the client credentials from its own environment (``OXLIN_CLIENT_ID``,
 ``OXLIN_CLIENT_SECRET``) and the users from the plan's source, so no secret goes through
-the scheduler. The concurrency budget is divided among the shards that run at once (the
-cluster's threads), so the API sees at most `concurrency` requests in flight. Once every
-task is over, the export is committed (`oxlin_async.shards.commit`).
+the scheduler. `concurrency` "auto" (the default): each shard adapts its requests in
+flight to what the API takes, on its own, up to the client's bound (64); shards sharing
+one API limit converge to fair shares of it without talking. A number is a budget
+divided among the shards that run at once (the cluster's threads), so the API sees at
+most `concurrency` requests in flight. Once every task is over, the export is committed
+(`oxlin_async.shards.commit`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import attrs
 
+from ._adaptive import Concurrency, check_concurrency
 from .shards import (
     ShardedRun,
     ShardError,
@@ -63,11 +67,12 @@ def shard_task(spec: ShardSpec, progress: str | None = None) -> ShardResult:
     return run_shard(spec, on_progress=report)
 
 
-def tasks(directory: str, *, running: int, concurrency: int = 32,
+def tasks(directory: str, *, running: int, concurrency: Concurrency = "auto",
           per_user_concurrency: int = 4, max_retries: int | None = None,
           retry_failed: bool = False) -> list[ShardSpec]:
     """The tasks' arguments: one `ShardSpec` per shard, each with its share of the
-    concurrency (`running` shards at once)."""
+    concurrency (`running` shards at once; "auto": each adapts on its own)."""
+    check_concurrency(concurrency)
     directory = absolute(directory)
     plan = load_plan(directory)
     share = divide(concurrency, min(running, plan.shards))
@@ -76,7 +81,7 @@ def tasks(directory: str, *, running: int, concurrency: int = 32,
 
 
 def export(directory: str, *, address: str | None = None, client: Any = None,
-           concurrency: int = 32, per_user_concurrency: int = 4,
+           concurrency: Concurrency = "auto", per_user_concurrency: int = 4,
            max_retries: int | None = None, retries: int = 3, retry_failed: bool = False,
            commit: bool = True, allow_failed: bool = False,
            on_progress: Callable[[ShardProgress], None] | None = None,
@@ -86,6 +91,7 @@ def export(directory: str, *, address: str | None = None, client: Any = None,
     `address`; a task that raises, or whose worker dies, runs again (`retries`). Then
     commit, unless `commit` is false or a user failed (and not `allow_failed`). A shard
     that still fails raises `ShardError` naming it, after the others are over."""
+    check_concurrency(concurrency)
     distributed = _distributed()
     own = client is None
     if own:

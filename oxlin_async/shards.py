@@ -48,9 +48,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from ._adaptive import Concurrency, ConcurrencyStats, check_concurrency, figures, throttling
 from ._filters import WIRE, TransactionFilter
 from ._postgres import redact
-from .bulk import BulkUser, UserReport
+from .bulk import BulkResult, BulkUser, UserReport
 from .errors import OxlinError
 
 if TYPE_CHECKING:
@@ -325,11 +326,18 @@ def load_plan(directory: str) -> ShardPlan:
 class ShardSpec:
     """One shard to run, as a task carries it: where, which, how hard. Nothing here is a
     secret: the worker reads credentials from its own environment and the users from
-    the plan's source."""
+    the plan's source.
+
+    `concurrency`: "auto" (the default) adapts the shard's requests in flight to what
+    the API takes, up to the client's ``max_concurrency`` (64), on its own: shards that
+    share one API limit converge to fair shares of it without talking (see
+    `oxlin_async._adaptive`); a number pins this shard's requests in flight (`divide`
+    gives each running shard its share of a budget)."""
 
     directory: str
     index: int
-    concurrency: int = 32
+    concurrency: Concurrency = attrs.field(
+        default="auto", validator=lambda _, __, value: check_concurrency(value))
     per_user_concurrency: int = 4
     max_retries: int | None = None
     retry_failed: bool = False
@@ -349,6 +357,8 @@ class ShardResult:
     skipped: bool = False
     retry: int = 0
     elapsed: float = 0.0
+    #: how this run's concurrency went: limits, attempts, 429s (None when skipped)
+    concurrency: ConcurrencyStats | None = None
 
 
 @attrs.frozen
@@ -361,6 +371,11 @@ class ShardProgress:
     users_failed: int
     transactions: int
     finished: bool = False
+    #: request attempts so far, those answered 429, and the requests allowed in flight
+    #: now (the shard's adaptive limit, or its fixed share)
+    requests: int = 0
+    throttled: int = 0
+    limit: int = 0
 
 
 class _UserPages:
@@ -429,7 +444,7 @@ def _user_row(u: UserReport) -> dict[str, Any]:
 
 async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str, str]],
                        directory: str, index: int, *, retry_failed: bool = False,
-                       concurrency: int = 32, per_user_concurrency: int = 4,
+                       concurrency: Concurrency = "auto", per_user_concurrency: int = 4,
                        on_progress: Callable[[ShardProgress], None] | None = None,
                        on_token: Callable[[BulkUser, Token], None] | None = None
                        ) -> ShardResult:
@@ -437,7 +452,11 @@ async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str
 
     `users`: every user of the export (or just this shard's): those of other shards are
     left out here. Skips the shard when its part is complete; with `retry_failed`, then
-    fetches the users its parts left failed into an additional part."""
+    fetches the users its parts left failed into an additional part. `concurrency`:
+    "auto" or a number, as for `OxlinClient.bulk_transactions`; the part's report keeps
+    how it went (``concurrency``: limit, peak, mean, attempts, throttled,
+    throttle_rate)."""
+    check_concurrency(concurrency)
     started = time.monotonic()
     plan = load_plan(directory)
     _check_index(plan, index)
@@ -477,8 +496,9 @@ async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str
                        else os.path.join(scratch, part))
         pages = _UserPages(writer)
         try:
-            result = await _fetch(client, mine, plan, pages, index, concurrency,
-                                  per_user_concurrency, on_progress, on_token)
+            fetched = await _fetch(client, mine, plan, pages, index, concurrency,
+                                   per_user_concurrency, on_progress, on_token)
+            result = fetched.users
             writer.record_users(result)
             writer.commit()
             writer.finish()
@@ -497,10 +517,13 @@ async def export_shard(client: OxlinClient, users: Iterable[BulkUser | tuple[str
               "rows": pages.rows, "users": len(result), "failed": len(failed_keys),
               "elapsed_seconds": round(time.monotonic() - started, 3),
               "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+              "concurrency": None if fetched.concurrency is None
+              else figures(fetched.concurrency),
               "results": [_user_row(u) for u in result]}
     store.write(f"{stem}.report.json", _json_bytes(report))
     return ShardResult(index, plan.shards, part, pages.rows, len(result), failed_keys,
-                       retry=retry, elapsed=time.monotonic() - started)
+                       retry=retry, elapsed=time.monotonic() - started,
+                       concurrency=fetched.concurrency)
 
 
 def _check_index(plan: ShardPlan, index: object) -> None:
@@ -521,9 +544,9 @@ def _open(plan: ShardPlan, path: str | None) -> Writer:
 
 
 async def _fetch(client: OxlinClient, users: list[BulkUser], plan: ShardPlan,
-                 pages: _UserPages, index: int, concurrency: int, per_user: int,
+                 pages: _UserPages, index: int, concurrency: Concurrency, per_user: int,
                  on_progress: Callable[[ShardProgress], None] | None,
-                 on_token: Callable[[BulkUser, Token], None] | None) -> list[UserReport]:
+                 on_token: Callable[[BulkUser, Token], None] | None) -> BulkResult:
     last = 0.0
 
     def progress(p: Any) -> None:
@@ -532,10 +555,12 @@ async def _fetch(client: OxlinClient, users: list[BulkUser], plan: ShardPlan,
         if on_progress is not None and time.monotonic() - last >= 0.5:
             last = time.monotonic()
             on_progress(ShardProgress(index, len(users), p.users_done, p.users_failed,
-                                      p.transactions))
+                                      p.transactions, False, p.requests, p.throttled,
+                                      p.limit))
 
     run = client.bulk_transactions(users, filter=plan.filter, concurrency=concurrency,
-                                   per_user_concurrency=min(per_user, concurrency),
+                                   per_user_concurrency=per_user if concurrency == "auto"
+                                   else min(per_user, concurrency),
                                    on_progress=progress, progress_interval=0.5,
                                    on_user_done=pages.user_done, on_token=on_token,
                                    models=False)  # the writers read rows only
@@ -544,9 +569,12 @@ async def _fetch(client: OxlinClient, users: list[BulkUser], plan: ShardPlan,
             pages.write(batch)
     assert run.result is not None  # set once the iteration is over
     if on_progress is not None:
+        c = run.result.concurrency
         on_progress(ShardProgress(index, len(users), len(users) - len(run.result.failed),
-                                  len(run.result.failed), run.result.transactions, True))
-    return run.result.users
+                                  len(run.result.failed), run.result.transactions, True,
+                                  c.attempts if c else 0, c.throttled if c else 0,
+                                  c.limit if c else 0))
+    return run.result
 
 
 # ------------------------------------------------------------- a shard, as a worker runs it
@@ -586,9 +614,11 @@ async def _run_shard(spec: ShardSpec, on_progress: Callable[[ShardProgress], Non
             credentials = _credentials()
             environment = _hosts(plan.hosts)
             users, tokens = _users_file(plan, spec.index)
+        # "auto": each shard adapts on its own, up to the client's own bound
+        bound: dict[str, Any] = {} if spec.concurrency == "auto" \
+            else {"max_concurrency": spec.concurrency}
         client = await stack.enter_async_context(OxlinClient(
-            *credentials, environment=environment, max_concurrency=spec.concurrency,
-            retry=retry))
+            *credentials, environment=environment, retry=retry, **bound))
         return await export_shard(
             client, users, spec.directory, spec.index, retry_failed=spec.retry_failed,
             concurrency=spec.concurrency, per_user_concurrency=spec.per_user_concurrency,
@@ -642,7 +672,7 @@ def _users_file(plan: ShardPlan, index: int) -> tuple[list[BulkUser], Any]:
 
 
 def _sandbox(options: Mapping[str, Any]) -> Any:
-    from .testing import Faults, OxlinSandbox
+    from .testing import Faults, OxlinSandbox, RateLimit
 
     opts = dict(options)
     rate = float(opts.pop("fault_rate", 0) or 0)
@@ -653,7 +683,8 @@ def _sandbox(options: Mapping[str, Any]) -> Any:
     return OxlinSandbox(users=int(opts.get("users", 20)), seed=seed,
                         accounts_per_user=int(opts.get("accounts", 3)),
                         transactions_per_account=int(opts.get("transactions", 100)),
-                        faults=faults)
+                        faults=faults, rate_limit=None if not opts.get("rate_limit")
+                        else RateLimit.parse(str(opts["rate_limit"])))
 
 
 # -------------------------------------------------------------------------- commit
@@ -679,9 +710,12 @@ def status(directory: str) -> dict[str, Any]:
             continue
         failed.update(_unresolved(reports))
         for report in reports:
+            spent = report.get("concurrency") or {}
             parts.append({"path": report["part"], "shard": index,
                           "retry": int(report.get("retry", 0)), "rows": int(report["rows"]),
-                          "users": int(report["users"]), "failed": int(report["failed"])})
+                          "users": int(report["users"]), "failed": int(report["failed"]),
+                          "attempts": int(spent.get("attempts", 0)),
+                          "throttled": int(spent.get("throttled", 0))})
             for user in report["results"]:
                 if user["status"] == "done" and user.get("user_id"):
                     owner = owners.setdefault(user["user_id"], user["user"])
@@ -721,6 +755,9 @@ def commit(directory: str, *, allow_failed: bool = False) -> dict[str, Any]:
         "rows": sum(p["rows"] for p in state["parts"]),
         "users": sum(p["users"] for p in state["parts"] if p["retry"] == 0),
         "failed": sorted(state["failed"]),
+        # every part's requests and 429s, summed (the rate is of the sums)
+        "concurrency": throttling(sum(p["attempts"] for p in state["parts"]),
+                                  sum(p["throttled"] for p in state["parts"])),
         "parts": state["parts"],
         "committed_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     store.write(MANIFEST, _json_bytes(manifest))
@@ -757,6 +794,21 @@ class ShardedRun:
     def rows(self) -> int:
         return sum(r.rows for r in self.results)
 
+    @property
+    def attempts(self) -> int:
+        """Request attempts of the shards this run ran (skipped ones: none)."""
+        return sum(r.concurrency.attempts for r in self.results if r.concurrency)
+
+    @property
+    def throttled(self) -> int:
+        """Attempts of the shards this run ran that were answered 429."""
+        return sum(r.concurrency.throttled for r in self.results if r.concurrency)
+
+    @property
+    def throttle_rate(self) -> float:
+        """The share of all attempts answered 429 (the sums' ratio, 0 to 1)."""
+        return self.throttled / self.attempts if self.attempts else 0.0
+
 
 def absolute(directory: str) -> str:
     """`directory` as every process sees it: a local folder's absolute path (a worker's
@@ -764,9 +816,14 @@ def absolute(directory: str) -> str:
     return directory if "://" in directory else os.path.abspath(directory)
 
 
-def divide(concurrency: int, running: int) -> int:
+def divide(concurrency: Concurrency, running: int) -> Concurrency:
     """Each of `running` concurrent shards' share of a `concurrency` budget (at least 1),
-    so that the API sees at most `concurrency` requests in flight."""
+    so that the API sees at most `concurrency` requests in flight. "auto" stays "auto":
+    each shard adapts on its own, and shards sharing one API limit converge to fair
+    shares of it without talking (`oxlin_async._adaptive`)."""
+    if check_concurrency(concurrency) == "auto":
+        return "auto"
+    assert isinstance(concurrency, int)
     return max(1, concurrency // max(1, running))
 
 
@@ -784,19 +841,21 @@ def _local_task(spec: ShardSpec) -> ShardResult:
                      else lambda p: queue.put(attrs.astuple(p)))
 
 
-def run_local(directory: str, *, workers: int, concurrency: int = 32,
+def run_local(directory: str, *, workers: int, concurrency: Concurrency = "auto",
               per_user_concurrency: int = 4, max_retries: int | None = None,
               retry_failed: bool = False, commit_after: bool = True,
               allow_failed: bool = False,
               on_progress: Callable[[ShardProgress], None] | None = None,
               on_shard: Callable[[ShardResult], None] | None = None) -> ShardedRun:
     """Every shard of the plan in `directory`, in `workers` local processes (each with
-    this process's environment, so its credentials), each shard with its
-    share of `concurrency`; then `commit` (unless `commit_after` is false, or some
-    user failed and not `allow_failed`: the run's `manifest` is None then)."""
+    this process's environment, so its credentials), each shard with its share of a
+    numeric `concurrency` ("auto": each adapts on its own, see `divide`); then `commit`
+    (unless `commit_after` is false, or some user failed and not `allow_failed`: the
+    run's `manifest` is None then)."""
     import concurrent.futures
     import multiprocessing
 
+    check_concurrency(concurrency)
     directory = absolute(directory)
     plan = load_plan(directory)
     if not isinstance(workers, int) or workers < 1:

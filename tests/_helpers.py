@@ -276,6 +276,13 @@ async def recording_proxy(sandbox: OxlinSandbox) -> AsyncIterator[Proxy]:
                 embed_url=str(box.embed_url).replace(sandbox.base_url, base)), queries)
         finally:
             await runner.cleanup()
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `condition` (the emulator's counters, say) until it holds."""
+    for _ in range(int(timeout / 0.002)):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition never held")
 
 
 class FakeClock:

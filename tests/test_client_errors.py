@@ -13,7 +13,7 @@ import datetime as dt
 import gc
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -26,6 +26,7 @@ from _helpers import (
     TOKEN,
     TX,
     closed_port,
+    eventually,
     new_client,
     requests,
     total_requests,
@@ -74,15 +75,6 @@ def check_api_error(error: BaseException, cls: type[ox.APIError], status: int,
     message = str(error)
     assert f"{method} " in message and path in message and error.request_id in message
     assert str(status) in message
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `condition` (the emulator's counters, say) until it holds."""
-    for _ in range(int(timeout / 0.002)):
-        if condition():
-            return
-        await asyncio.sleep(0.002)
-    raise AssertionError("condition never held")
 
 
 async def user_of(client: ox.OxlinClient, who: SandboxUser) -> ox.UserClient:

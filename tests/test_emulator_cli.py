@@ -189,6 +189,7 @@ BAD_ARGUMENTS: list[Sequence[str]] = [
     ("--fault-rate", "2"),
     ("--users", "-1"),
     ("--testbank", "fr/no_such_bank"),
+    ("--rate-limit", "200,0"),
 ]
 
 
@@ -202,6 +203,7 @@ async def test_bad_arguments_fail_with_one_line() -> None:
         assert len(lines) == 1, (args, err)
         assert lines[0].startswith("error:"), (args, err)
     assert "fault-rate" in results[0][2]
+    assert "--rate-limit 200,0" in results[3][2]
 
 
 async def test_argparse_errors_and_help() -> None:

@@ -149,11 +149,20 @@ def _run_specs(dask_scheduler: Any) -> list[bytes]:
 
 
 def test_the_command_line_submits_to_a_scheduler_and_commits(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cluster: Any) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cluster: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
     box = population(30, 74, transactions=10)
     with shared(box, tmp_path, monkeypatch), cluster() as c:
         assert run(["export", "--users", "users.csv", "--out", "parts", "--shards", "3",
-                    "--dask", c.scheduler_address, "--quiet"]) == 0
+                    "--dask", c.scheduler_address]) == 0  # --concurrency auto, the default
     assert_exact(rows_to_truth(manifest_rows(tmp_path / "parts")), truth(box))
     plan = json.loads((tmp_path / "parts" / "_plan.json").read_text())
     assert plan["hosts"]["api_url"] == str(box.api_url) and plan["shards"] == 3
+    # each task adapted on its own; the summary and the manifest add up their requests
+    manifest = json.loads((tmp_path / "parts" / "_manifest.json").read_text())
+    reports = [json.loads(p.read_text())
+               for p in sorted((tmp_path / "parts").glob("part-*.report.json"))]
+    assert {r["concurrency"]["mode"] for r in reports} == {"auto"}
+    attempts = sum(r["concurrency"]["attempts"] for r in reports)
+    assert manifest["concurrency"]["attempts"] == attempts > 0
+    assert f"answered 429: 0 of {attempts:,} across 3 shards" in capsys.readouterr().err

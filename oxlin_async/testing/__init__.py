@@ -10,6 +10,7 @@ Use it like stripe-mock or moto, from tests or from the command line
 """
 
 from ._faults import Faults
+from ._ratelimit import RateLimit
 from ._sandbox import OxlinSandbox, SandboxUser
 from ._state import EmulatorState, UserData
 from ._testbank import TestBank, TestBankError, bundled_testbanks, load_testbank, parse_testbank
@@ -18,6 +19,7 @@ __all__ = [
     "EmulatorState",
     "Faults",
     "OxlinSandbox",
+    "RateLimit",
     "SandboxUser",
     "TestBank",
     "TestBankError",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._faults import Faults
+from ._ratelimit import RateLimit
 from ._sandbox import OxlinSandbox
 
 DESCRIPTION = "Serve a local Oxlin emulator until interrupted."
@@ -43,6 +44,10 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                              "truncated), spread evenly over the kinds")
     parser.add_argument(f"{p}retry-after", type=int, default=1, metavar="S",
                         help="Retry-After of the injected 429 and 503 answers (default 1)")
+    parser.add_argument(f"{p}rate-limit", metavar="RPS[,BURST]",
+                        help="meter each client id: RPS requests per second, bursts of "
+                             "BURST (default: one second's worth); beyond it, 429 with a "
+                             "Retry-After")
     parser.add_argument(f"{p}token-lifetime", type=int, default=3600, metavar="S",
                         help="access-token lifetime in seconds (default 3600)")
     parser.add_argument(f"{p}peer-shapes", action="store_true",
@@ -67,7 +72,13 @@ def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str =
     faults.jitter = float(get("jitter-ms")) / 1000
     faults.retry_after = int(get("retry-after"))
     faults.peer_shapes = bool(get("peer-shapes"))
+    limit = get("rate-limit")
+    try:
+        rate_limit = None if limit is None else RateLimit.parse(str(limit))
+    except ValueError as exc:
+        raise ValueError(f"--{prefix}rate-limit {limit}: {exc}") from None
     return OxlinSandbox(
+        rate_limit=rate_limit,
         users=int(get("users")), seed=seed,
         accounts_per_user=int(get("accounts")),
         transactions_per_account=int(get("transactions")),
@@ -85,6 +96,8 @@ def describe(sandbox: OxlinSandbox) -> str:
         f"#   auth  {sandbox.auth_url}   (POST /token)",
         f"#   api   {sandbox.api_url}",
         f"#   embed {sandbox.embed_url}",
+        *([f"# rate limit: {sandbox.rate_limit} (429 with Retry-After beyond)"]
+          if sandbox.rate_limit is not None else []),
         f"export OXLIN_CLIENT_ID={q(sandbox.client_id)}",
         f"export OXLIN_CLIENT_SECRET={q(sandbox.client_secret)}",
         f"export OXLIN_AUTH_URL={q(str(sandbox.auth_url))}",

@@ -18,6 +18,9 @@ from aiohttp import web
 from ._http import json_error
 from ._peer import peer_body
 
+#: The API hosts' paths (the widget's browser pages are not among them).
+API_PATHS = ("/auth/", "/api/", "/embed/v2.1/", "/embed/widget_session")
+
 _ERRORS = {
     429: ("TOO_MANY_REQUESTS", "Rate limit exceeded, retry later"),
     500: ("INTERNAL_ERROR", "Unexpected error (injected)"),
@@ -57,7 +60,7 @@ class Faults:
     retry_after: int = 1
     #: path prefixes that faults apply to (the widget's pages are left alone, but not the
     #: short alias of the widget-session endpoint, which is API like its canonical path)
-    paths: tuple[str, ...] = ("/auth/", "/api/", "/embed/v2.1/", "/embed/widget_session")
+    paths: tuple[str, ...] = API_PATHS
     rng: random.Random = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:

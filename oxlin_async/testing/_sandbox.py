@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ._faults import Faults
 from ._population import Population
+from ._ratelimit import Buckets, RateLimit
 from ._records import Client
 from ._server import build_app
 from ._state import EmulatorState
@@ -40,6 +41,9 @@ class OxlinSandbox:
     ``sandbox.users`` holds the seeded users' credentials, ``sandbox.state`` is the ground
     truth and ``sandbox.faults`` what goes wrong. ``peer_shapes=True`` makes it answer with
     the shapes public connectors observe instead of the reference's (docs/oxlin-api §15).
+    ``rate_limit=RateLimit(200, burst=50)`` (or a number: requests per second) makes it
+    meter each client id with a token bucket and answer 429 with a ``Retry-After`` when
+    the bucket is empty; ``state.counters.admitted`` and ``.refused`` count the verdicts.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class OxlinSandbox:
         token_lifetime: int = 3600,
         faults: Faults | None = None,
         peer_shapes: bool = False,
+        rate_limit: RateLimit | float | None = None,
     ) -> None:
         rng = random.Random(f"oxlin-sandbox:{seed}")
         self.client_id = client_id or str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -66,6 +71,8 @@ class OxlinSandbox:
         self.faults = faults if faults is not None else Faults(seed=seed)
         if peer_shapes:  # shorthand for Faults(peer_shapes=True): docs/oxlin-api §15
             self.faults.peer_shapes = True
+        self.buckets = Buckets()
+        self.rate_limit = rate_limit  # the setter converts a number
         self.population = Population(self.state, users=users, seed=seed,
                                      accounts_per_user=accounts_per_user,
                                      transactions_per_account=transactions_per_account)
@@ -84,11 +91,24 @@ class OxlinSandbox:
         self._runner: web.AppRunner | None = None
         self._base: str | None = None
 
+    # rate limit ---------------------------------------------------------------------
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The rate limit per client id (None: none); settable while serving, which
+        starts every bucket full."""
+        return self.buckets.limit
+
+    @rate_limit.setter
+    def rate_limit(self, value: RateLimit | float | None) -> None:
+        if value is not None and not isinstance(value, RateLimit):
+            value = RateLimit(value)
+        self.buckets.limit = value
+
     # lifecycle ----------------------------------------------------------------------
     async def start(self) -> OxlinSandbox:
         if self._runner is not None:
             return self
-        app = build_app(self.state, self.faults)
+        app = build_app(self.state, self.faults, self.buckets)
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=0.5)
         await runner.setup()

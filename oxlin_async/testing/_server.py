@@ -20,6 +20,7 @@ from aiohttp import web
 from . import _queries as q
 from ._faults import Faults, fault_middleware
 from ._http import HTTPProblem, bad_parameter, json_error, json_response, not_found, read_body
+from ._ratelimit import Buckets, rate_limit_middleware
 from ._records import CATEGORIES, SCOPES, Client, Transaction
 from ._state import EmulatorState, Token, UserData
 from ._widget import widget_routes
@@ -373,10 +374,13 @@ API = "/api/v2.1"
 REFERENCE_USER = "/v2.1/users/{user_id}"
 
 
-def build_app(state: EmulatorState, faults: Faults) -> web.Application:
-    """`faults` is read on every request, so changing it changes a running server."""
+def build_app(state: EmulatorState, faults: Faults,
+              buckets: Buckets | None = None) -> web.Application:
+    """`faults` and `buckets` (the rate limit) are read on every request, so changing
+    them changes a running server."""
     app = web.Application(middlewares=[
         problems,
+        rate_limit_middleware(state, buckets if buckets is not None else Buckets()),
         fault_middleware(faults, lambda kind: state.counters.faults.update([kind])),
     ])
     app[STATE_KEY] = state

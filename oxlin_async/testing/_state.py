@@ -70,16 +70,20 @@ class WidgetSession:
 
 @attrs.define(eq=False)
 class Counters:
-    """Ground truth about traffic: requests per route name and token grants per grant type."""
+    """Ground truth about traffic: requests per route name, token grants per grant type,
+    injected faults, and under a rate limit the requests it admitted and refused (429)."""
 
     requests: Counter[str] = attrs.Factory(Counter)
     grants: Counter[str] = attrs.Factory(Counter)
     faults: Counter[str] = attrs.Factory(Counter)
+    admitted: int = 0
+    refused: int = 0
 
     def reset(self) -> None:
         self.requests.clear()
         self.grants.clear()
         self.faults.clear()
+        self.admitted = self.refused = 0
 
 
 # Where fresh ids start; the seeded population reserves the ranges below these.
