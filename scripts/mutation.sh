@@ -26,9 +26,11 @@ _params      test_params*.py test_filters*.py test_pagination*.py test_resources
 _filters     test_filters*.py test_params*.py test_pagination*.py
 _retry       test_retry*.py
 _transport   test_retry*.py test_client_errors*.py test_client_auth*.py test_observing*.py
-             test_bulk*.py
+             test_transport*.py test_auth*.py test_bulk*.py
 _options     test_retry*.py test_client_errors*.py test_resources*.py test_bulk*.py
-_auth        test_retry*.py test_client_auth*.py test_widget*.py test_resources_widget*.py
+             test_transport*.py
+_auth        test_retry*.py test_client_auth*.py test_auth*.py test_widget*.py
+             test_resources_widget*.py
 _client      test_client_auth*.py test_client_errors*.py test_resources*.py
 '
 

@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import attrs
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -127,6 +128,21 @@ async def client_of(routes: Iterable[web.RouteDef], **kwargs: Any
             yield client
     finally:
         await server.close()
+
+
+class SentHeaders:
+    """The headers of each API request as written on the wire (an aiohttp trace)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    def config(self) -> aiohttp.TraceConfig:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(self._sent)
+        return trace
+
+    async def _sent(self, session: Any, ctx: Any, params: Any) -> None:
+        self.sent.append((params.url.path, dict(params.headers)))
 
 
 class FakeClock:

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _helpers import new_client
+from _helpers import SentHeaders, new_client
 
 import oxlin_async as ox
 from oxlin_async.testing import OxlinSandbox
@@ -225,21 +225,6 @@ async def test_a_429_holds_back_a_request_already_queued_for_a_slot(
 
 
 # ----------------------------------------------------------------------------- headers
-class SentHeaders:
-    """The headers of each API request as written on the wire (an aiohttp trace)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, str]]] = []
-
-    def config(self) -> aiohttp.TraceConfig:
-        trace = aiohttp.TraceConfig()
-        trace.on_request_headers_sent.append(self._sent)
-        return trace
-
-    async def _sent(self, session: Any, ctx: Any, params: Any) -> None:
-        self.sent.append((params.url.path, dict(params.headers)))
-
-
 @pytest.mark.parametrize("user_agent", [None, "my-app/2.0"])
 async def test_a_borrowed_session_sends_the_sdk_headers(
         box: OxlinSandbox, user_agent: str | None) -> None:
