@@ -29,8 +29,8 @@ _transport   test_retry*.py test_client_errors*.py test_client_auth*.py test_obs
              test_transport*.py test_auth*.py test_bulk*.py
 _options     test_retry*.py test_client_errors*.py test_resources*.py test_bulk*.py
              test_transport*.py
-_auth        test_retry*.py test_client_auth*.py test_auth*.py test_widget*.py
-             test_resources_widget*.py
+_auth        test_retry*.py test_client_auth*.py test_auth*.py test_transport*.py
+             test_widget*.py test_resources_widget*.py
 _client      test_client_auth*.py test_client_errors*.py test_resources*.py
 '
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 import yarl
-from _helpers import ME, TOKEN, client_of, new_client, requests
+from _helpers import ME, POST_USERS, TOKEN, client_of, closed_port, new_client, requests
 from aiohttp import web
 
 import oxlin_async as ox
@@ -170,9 +170,40 @@ async def test_a_closed_client_refuses_new_requests(sandbox: OxlinSandbox) -> No
     client = new_client(sandbox)
     await client.categories.list()
     await client.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(RuntimeError, match=r"^this client is closed$"):
         await client.categories.list()
     assert requests(sandbox, TOKEN) == 1
+
+
+# ------------------------------------------------------------ attempts that get no answer
+async def test_a_post_that_timed_out_is_not_sent_again(sandbox: OxlinSandbox) -> None:
+    # It may have reached the server: creating the user twice is worse than an error.
+    async with new_client(sandbox, timeout=0.3) as client:
+        await client.categories.list()
+        sandbox.set_faults(paths=("/api/",), latency=1.0)
+        with pytest.raises(ox.RequestTimeoutError) as caught:
+            await client.users.create("slow.post@example.com", "pw-slow-123")
+    assert str(caught.value).startswith("the request timed out (POST ")
+    assert requests(sandbox, POST_USERS) == 1
+    # The emulator's handler sleeps out its latency, then finds the connection gone.
+    await asyncio.sleep(1.0)
+    assert requests(sandbox, POST_USERS) == 1
+
+
+async def test_a_dropped_connection_and_a_refused_one_say_which(sandbox: OxlinSandbox) -> None:
+    async with new_client(sandbox, retry=OFF) as client:
+        await client.categories.list()
+        sandbox.set_faults(paths=("/api/",), rate_drop=1.0)
+        with pytest.raises(ox.TransportError) as dropped:
+            await client.categories.list()
+    assert re.match(r"connection failed: \w+ \(GET ", str(dropped.value))
+    base = f"http://127.0.0.1:{closed_port()}"
+    env = ox.Environment(auth_url=f"{base}/auth", api_url=f"{base}/api/v2.1",
+                         embed_url=f"{base}/embed/v2.1")
+    async with ox.OxlinClient("id", "secret", environment=env, retry=OFF) as client:
+        with pytest.raises(ox.TransportError) as refused:
+            await client.categories.list()
+    assert str(refused.value).startswith("cannot connect: ")
 
 
 # ------------------------------------------------------------------------------ logging
