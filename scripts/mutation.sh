@@ -90,12 +90,16 @@ killed = sorted(n for n, s in status.items() if s in ("killed", "timeout"))
 survived = sorted(n for n, s in status.items() if s == "survived")
 listed = [n for n in survived if n in equivalent]
 left = [n for n in survived if n not in equivalent]
-other = sorted(n for n, s in status.items() if s not in ("killed", "timeout", "survived"))
-stale = sorted(n for n in equivalent if status.get(n) != "survived")
+# Code no test can reach (listed with its reason) is equivalent too.
+unreached = sorted(n for n, s in status.items() if s == "no tests" and n in equivalent)
+listed += unreached
+other = sorted(n for n, s in status.items()
+               if s not in ("killed", "timeout", "survived") and n not in unreached)
+stale = sorted(n for n in equivalent if status.get(n) not in ("survived", "no tests"))
 scored = len(status) - len(listed)
 print(f"\noxlin_async/{module}.py: tried {len(status)}, killed {len(killed)} (timeouts "
-      f"included), survived {len(survived)} ({len(listed)} equivalent, {len(left)} not), "
-      f"other {len(other)}")
+      f"included), survived {len(survived)} ({len(listed) - len(unreached)} equivalent, "
+      f"{len(left)} not), unreachable {len(unreached)} (equivalent), other {len(other)}")
 print(f"score: {len(killed)}/{scored} = {100 * len(killed) / max(scored, 1):.1f} % of the "
       "non-equivalent mutants")
 if left:

@@ -233,3 +233,19 @@ def test_client_basic_auth_shows_no_credentials() -> None:
 def test_a_token_without_an_expiry_is_never_renewed_early() -> None:
     token = Token(access_token="x", expires_at=math.inf)
     assert token.refresh_at == math.inf
+
+
+async def test_a_401_from_the_token_endpoint_is_not_replayed() -> None:
+    # Only a bearer token can be renewed; the client's own credentials cannot.
+    calls: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        calls.append(request.headers.get("Authorization", ""))
+        return web.json_response({}, status=401)
+
+    async with client_of([web.post("/auth/token", token)],
+                         retry=ox.RetryPolicy.disabled()) as client:
+        with pytest.raises(ox.OxlinError) as caught:
+            await client.categories.list()
+    assert caught.value.status == 401  # type: ignore[attr-defined]
+    assert len(calls) == 1 and calls[0].startswith("Basic ")
