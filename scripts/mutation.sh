@@ -146,7 +146,9 @@ main() {
     local d
     for d in oxlin_async tests docs examples; do
         rm -rf "${work:?}/$d"
-        if [ -d "$root/$d" ]; then cp -r "$root/$d" "$work/$d"; fi
+        # -p keeps the times: mutmut regenerates (and forgets every verdict) when a
+        # source looks newer than its mutants, which would make `run NAME` start over.
+        if [ -d "$root/$d" ]; then cp -rp "$root/$d" "$work/$d"; fi
     done
     find "$work" -path "$work/mutants" -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
     narrowed_config "$root/pyproject.toml" "$work/pyproject.toml" "oxlin_async/$module.py" "${tests[@]}"
