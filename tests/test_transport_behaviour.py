@@ -76,6 +76,21 @@ async def test_a_redirect_is_not_followed() -> None:
     assert followed == []
 
 
+async def test_a_wrong_shaped_list_is_a_decode_error_naming_the_answer() -> None:
+    grants: Counter[str] = Counter()
+
+    async def categories(request: web.Request) -> web.Response:
+        return web.json_response([{"id": 5}], headers={"X-Request-ID": "r-42"})
+
+    async with client_of([token_route(grants), web.get(CATEGORIES, categories)],
+                         retry=OFF) as client:
+        with pytest.raises(ox.DecodeError) as caught:
+            await client.categories.list()
+    error = caught.value
+    assert error.status == 200 and error.request_id == "r-42"
+    assert "Category" in error.message
+
+
 # ------------------------------------------------------------------------------ replay
 async def test_a_401_without_an_error_code_is_replayed_once_with_a_new_token() -> None:
     grants: Counter[str] = Counter()
@@ -153,7 +168,7 @@ async def test_an_owned_session_sends_the_sdk_headers() -> None:
 
 
 def test_max_concurrency_below_one_is_refused_and_one_is_allowed() -> None:
-    with pytest.raises(ValueError, match="max_concurrency"):
+    with pytest.raises(ValueError, match=r"^max_concurrency must be at least 1$"):
         ox.OxlinClient("id", "secret", max_concurrency=0)
     assert ox.OxlinClient("id", "secret", max_concurrency=1).transport.max_concurrency == 1
 
@@ -244,3 +259,4 @@ def test_an_undecodable_body_names_the_request_and_keeps_status_and_request_id()
     assert error.status == 502 and error.request_id == "r-9"
     assert error.message.startswith("GET /v2.1/accounts: the body is not valid JSON: ")
     assert "invalid JSON" not in error.message
+    assert "line 1 column" in error.message  # the parser's own word on what is wrong
