@@ -24,12 +24,18 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from .errors import TokenRenewalError
+
 if TYPE_CHECKING:
     from ._options import Outgoing, RequestOptions
 
 #: Renew when less than this share of the lifetime is left (and at most 60 s before expiry).
 _MARGIN_SHARE = 0.1
 _MARGIN_MAX = 60.0
+#: One renewal (with the token request's own retries) ends within this many seconds...
+DEFAULT_RENEWAL_DEADLINE = 300.0
+#: ...and asks at most this many times for a token that is not expired when it arrives.
+RENEWAL_ATTEMPTS = 3
 
 
 @attrs.frozen
@@ -72,8 +78,13 @@ class TokenManager:
     """Caches one token and renews it at most once at a time."""
 
     def __init__(self, renew: Renew, *, token: Token | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_token: Callable[[Token], None] | None = None,
+                 deadline: float = DEFAULT_RENEWAL_DEADLINE) -> None:
         self._renew = renew
+        #: called with each token a renewal obtains (to keep a rotated refresh token)
+        self.on_token = on_token
+        self._deadline = deadline
         self._clock = clock
         self._token = token
         self._stale = False
@@ -103,10 +114,30 @@ class TokenManager:
             raise
 
     async def _run(self, previous: Token | None, call: RequestOptions | None) -> Token:
+        # Bounded twice: a deadline for the whole renewal, and a cap on tokens that are
+        # already expired when they arrive (a server granting lifetimes shorter than its
+        # own latency would otherwise be asked forever, and the call never sent).
         try:
-            token = await self._renew(previous, call)
-            self._token, self._stale = token, False
-            return token
+            for _ in range(RENEWAL_ATTEMPTS):
+                timed_out = False
+                try:
+                    token = await asyncio.wait_for(self._renew(previous, call),
+                                                   self._deadline)
+                except asyncio.TimeoutError:
+                    timed_out = True
+                if timed_out:
+                    raise TokenRenewalError(
+                        f"the token renewal took longer than its {self._deadline:g}s deadline")
+                if self.on_token is not None:
+                    # even an expired pair: its refresh token was rotated by the server
+                    self.on_token(token)
+                if self._clock() < token.expires_at:
+                    self._token, self._stale = token, False
+                    return token
+                previous = None  # an expired token's refresh token is not to be trusted
+            raise TokenRenewalError(
+                f"the token endpoint granted {RENEWAL_ATTEMPTS} tokens in a row that expired "
+                f"before they arrived (expires_in {token.lifetime:g}s): a server fault")
         finally:
             self._renewing = None
 

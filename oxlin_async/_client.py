@@ -9,8 +9,10 @@ same user share one token.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +20,7 @@ import aiohttp
 import attrs
 
 from ._auth import (
+    DEFAULT_RENEWAL_DEADLINE,
     BearerAuth,
     ClientBasicAuth,
     ClientCredentials,
@@ -26,11 +29,12 @@ from ._auth import (
     TokenManager,
     WidgetFormAuth,
 )
+from ._gen import ODD_SINK, OddValues
 from ._options import RequestOptions, RequestStats
 from ._retry import RetryPolicy
-from ._transport import Response, Transport
+from ._transport import DEFAULT_MAX_BODY_SIZE, Response, Transport
 from .environments import Environment
-from .errors import ArgumentError, AuthenticationError, DecodeError, InvalidGrantError
+from .errors import ArgumentError, AuthenticationError, InvalidGrantError
 from .resources import Accounts, Categories, ClientUsers, Connections, Transactions, Users, Widget
 from .resources.users import _check_email, _check_password
 
@@ -47,18 +51,57 @@ DEFAULT_USER_SCOPES = ("openid", "profile", "profile_edit", "accounts_read", "ac
 CLIENT_SCOPES = ("users_create",)
 
 
+def _visible_ascii(value: object) -> bool:
+    # RFC 6750 §2.1's b64token is narrower; visible ASCII is what a header can carry.
+    return isinstance(value, str) and bool(value) and all("!" <= c <= "~" for c in value)
+
+
+def _lifetime(value: object) -> float | None:
+    """``expires_in`` as seconds: any positive finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return None
+    if isinstance(value, int):
+        return float(min(value, _LIFETIME_MAX)) if value > 0 else None
+    finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    return min(float(value), _LIFETIME_MAX) if finite and value > 0 else None
+
+
+#: Longer lifetimes mean "practically forever"; capped so that time arithmetic stays finite.
+_LIFETIME_MAX = 10 * 365 * 86400
+
+
+def token_problem(body: object) -> str | None:
+    """What is wrong with a token answer (RFC 6749 §5.1, docs/oxlin-api §4), naming the
+    field, or None. Never quotes a secret value."""
+    if not isinstance(body, dict):
+        return "a token answer must be a JSON object"
+    if not _visible_ascii(body.get("access_token")):
+        return "access_token must be a non-empty string of visible ASCII characters"
+    token_type = body.get("token_type")
+    if not isinstance(token_type, str) or token_type.casefold() != "bearer":
+        shown = repr(token_type)[:40] if isinstance(token_type, str) else type(token_type).__name__
+        return f"token_type must be Bearer, got {shown}"
+    if _lifetime(body.get("expires_in")) is None:
+        return "expires_in must be a positive finite number of seconds"
+    refresh = body.get("refresh_token")
+    if refresh is not None and not _visible_ascii(refresh):
+        return "refresh_token must be a non-empty string of visible ASCII characters"
+    if not isinstance(body.get("scope", ""), str):
+        return "scope must be a string"
+    return None
+
+
 def _token_from(started: float) -> Callable[[Response], Token]:
     """``cast_to`` of a token answer; `started` is when it was asked for, the
     conservative origin of its lifetime."""
 
     def decode(response: Response) -> Token:
         body = response.json()
-        if (not isinstance(body, dict) or not isinstance(body.get("access_token"), str)
-                or not isinstance(body.get("expires_in"), int) or body["expires_in"] <= 0):
-            raise DecodeError("POST /token: the answer lacks access_token or expires_in",
-                              status=response.status, request_id=response.request_id,
-                              body=response.body)
-        return Token.from_response(body, started)
+        problem = token_problem(body)
+        if problem is not None:
+            raise response.undecodable(problem)
+        return Token.from_response({**body, "expires_in": _lifetime(body["expires_in"])},
+                                   started)
 
     return decode
 
@@ -74,6 +117,8 @@ class ClientContext:
         self.transport = transport
         self._credentials = credentials
         self._token_auth = ClientBasicAuth(credentials)
+        #: the fields that got an odd value (docs/oxlin-api §15), each logged once
+        self.odd_values = OddValues()
 
     def __repr__(self) -> str:
         return f"<ClientContext client_id={self.client_id}>"
@@ -123,7 +168,12 @@ class Requester:
             options = attrs.evolve(
                 options, auth=options.auth or self.auth, limits=self.limits + options.limits,
                 stats=options.stats if options.stats is not None else self.stats)
-        return await self.context.transport.request(cast_to, options)
+        # The answer is decoded inside; odd values it holds are this client's to log.
+        reset = ODD_SINK.set(self.context.odd_values)
+        try:
+            return await self.context.transport.request(cast_to, options)
+        finally:
+            ODD_SINK.reset(reset)
 
 
 class UserClient(Requester):
@@ -171,6 +221,9 @@ class OxlinClient:
     ownership (it is not closed). ``max_concurrency`` bounds requests on the wire for the
     whole client (and is kept at or below the session's connection pool), ``timeout`` is
     per request attempt, ``retry`` a `RetryPolicy` (``RetryPolicy.disabled()`` for none).
+    ``max_body_size`` caps the bytes read of one response body (`ResponseTooLargeError`
+    beyond it); ``token_deadline`` bounds one token renewal, retries included
+    (`TokenRenewalError` after it).
     """
 
     def __init__(self, client_id: str, client_secret: str, *,
@@ -178,7 +231,9 @@ class OxlinClient:
                  session: aiohttp.ClientSession | None = None, max_concurrency: int = 64,
                  timeout: float = 30.0, retry: RetryPolicy | None = None,
                  user_scopes: Sequence[str] = DEFAULT_USER_SCOPES,
-                 user_agent: str | None = None) -> None:
+                 user_agent: str | None = None,
+                 max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+                 token_deadline: float = DEFAULT_RENEWAL_DEADLINE) -> None:
         if not client_id or not client_secret:
             raise ArgumentError("client_id" if not client_id else "client_secret",
                                 "must be a non-empty str")
@@ -188,8 +243,13 @@ class OxlinClient:
         self._context = ClientContext(
             ClientCredentials(client_id, client_secret), environment,
             Transport(session=session, max_concurrency=max_concurrency, timeout=timeout,
-                      retry=retry, user_agent=user_agent))
-        self._tokens = TokenManager(self._renew_client_token)
+                      retry=retry, user_agent=user_agent, max_body_size=max_body_size))
+        if (isinstance(token_deadline, bool) or not isinstance(token_deadline, (int, float))
+                or not 0 < token_deadline < math.inf):
+            raise ArgumentError("token_deadline", "must be a positive finite number of "
+                                                  f"seconds, got {token_deadline!r}")
+        self._token_deadline = float(token_deadline)
+        self._tokens = TokenManager(self._renew_client_token, deadline=self._token_deadline)
         self._user_tokens: dict[tuple[str, ...], TokenManager] = {}
         self._requester = Requester(self._context, self._tokens)
         self.users = ClientUsers(self._requester)
@@ -236,11 +296,18 @@ class OxlinClient:
         return self._user_client(key, renew, email=email)
 
     def as_user_token(self, access_token: str, refresh_token: str | None = None, *,
-                      expires_in: float | None = None) -> UserClient:
+                      expires_in: float | None = None,
+                      on_token: Callable[[Token], None] | None = None) -> UserClient:
         """A view using a user token obtained elsewhere. With `refresh_token`, it renews
-        itself; without, an expired token raises `AuthenticationError`."""
-        if not access_token:
-            raise ArgumentError("access_token", "must be a non-empty str")
+        itself; without, an expired token raises `AuthenticationError`. Refresh tokens
+        are single-use: `on_token` is called with each new `Token` (its
+        ``access_token``/``refresh_token`` are the pair to keep for the next session)."""
+        if not _visible_ascii(access_token):
+            raise ArgumentError("access_token", "must be a non-empty str of visible ASCII "
+                                                "characters")
+        if refresh_token is not None and not _visible_ascii(refresh_token):
+            raise ArgumentError("refresh_token", "must be None or a non-empty str of "
+                                                 "visible ASCII characters")
         key = ("token", hashlib.sha256(access_token.encode()).hexdigest())
         context = self._context
 
@@ -258,22 +325,30 @@ class OxlinClient:
         initial = Token(access_token=access_token, refresh_token=refresh_token,
                         expires_at=time.monotonic() + lifetime,
                         lifetime=lifetime if refresh_token else 0.0)
-        return self._user_client(key, renew, email=None, initial=initial)
+        return self._user_client(key, renew, email=None, initial=initial, on_token=on_token)
 
     def _user_client(self, key: tuple[str, ...], renew: Renew, *, email: str | None,
-                     initial: Token | None = None) -> UserClient:
+                     initial: Token | None = None,
+                     on_token: Callable[[Token], None] | None = None) -> UserClient:
         tokens = self._user_tokens.get(key)
         if tokens is None:
-            tokens = self._user_tokens[key] = TokenManager(renew, token=initial)
+            tokens = self._user_tokens[key] = TokenManager(renew, token=initial,
+                                                           deadline=self._token_deadline)
+        if on_token is not None:
+            tokens.on_token = on_token
 
         def forget() -> None:
             self._user_tokens.pop(key, None)
 
         return UserClient(self._context, tokens, email=email, forget=forget)
 
-    def bulk_transactions(self, users: Iterable[BulkUser] | AsyncIterable[BulkUser],
+    def bulk_transactions(self, users: Iterable[BulkUser | tuple[str, str]]
+                          | AsyncIterable[BulkUser | tuple[str, str]],
                           **options: Any) -> BulkRun:
         """Every transaction of many users; see `oxlin_async.bulk.BulkRun` for options.
+
+        `users`: `oxlin_async.BulkUser` values or ``(email, password)`` tuples, in a list
+        or any iterable or async iterable.
 
         Iterate it inside ``async with`` so that leaving the block early stops every
         request at once: ``async with client.bulk_transactions(users) as run:``.

@@ -59,8 +59,20 @@ def loads(body: bytes | str) -> Any:
         if orjson is not None:
             return orjson.loads(body)
         return _loads_stdlib(body)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise DecodeError(f"invalid JSON: {exc}", body=body) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        # Only the message is kept, and the error raised outside this block: the JSON
+        # library's exception holds the whole body (``.doc``), secrets and all, and
+        # ``__context__`` would keep it reachable.
+        problem = _json_problem(exc)
+    raise DecodeError(f"invalid JSON: {problem}", body=body)
+
+
+def _json_problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg}: line {exc.lineno} column {exc.colno} (char {exc.pos})"
+    return str(exc)[:200]
 
 
 # -- hooks ---------------------------------------------------------------------------------
@@ -80,11 +92,14 @@ _PAGE_DECODERS: dict[type, Callable[[list[Any]], list[Any]]] = {}
 
 def _detailed_class_hook(cl: Any, conv: cattrs.Converter) -> Hook:
     """cattrs' generated function; used by the diagnostic converter."""
-    # null means "absent" for every optional field, not only for the ``X | None`` ones.
+    # null means "absent" for every optional field, not only for the ``X | None`` ones;
+    # a tolerant field never fails (what is odd there is not what went wrong).
     overrides: dict[str, Any] = {
-        a.name: override(struct_hook=_null_is_default(conv.get_structure_hook(a.type), a))
+        a.name: override(struct_hook=_tolerant(
+            _null_is_default(conv.get_structure_hook(a.type), a), a))
         for a in attrs.fields(attrs.resolve_types(cl))
-        if a.default is not attrs.NOTHING and a.default is not None
+        if a.metadata.get(_gen.TOLERANT)
+        or (a.default is not attrs.NOTHING and a.default is not None)
     }
     structure_fields = make_dict_structure_fn(
         cl,
@@ -101,6 +116,20 @@ def _detailed_class_hook(cl: Any, conv: cattrs.Converter) -> Hook:
         return structure_fields(v, t)
 
     return hook
+
+
+def _tolerant(hook: Hook, a: attrs.Attribute[Any]) -> Hook:
+    if not a.metadata.get(_gen.TOLERANT):
+        return hook
+    default = a.default
+
+    def tolerant(v: Any, t: Any) -> Any:
+        try:
+            return hook(v, t)
+        except Exception:
+            return default
+
+    return tolerant
 
 
 def _null_is_default(hook: Hook, a: attrs.Attribute[Any]) -> Hook:

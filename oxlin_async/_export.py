@@ -1,5 +1,5 @@
-"""Writers for the export command: JSON Lines, CSV, SQLite, each writing the row of
-`oxlin_async._rows`.
+"""Writers for the export command: JSON Lines, CSV, SQLite, Parquet (`._parquet`) and
+PostgreSQL (`._postgres`), each writing the row of `oxlin_async._rows`.
 
 JSON Lines and CSV go to ``<out>.part`` and are renamed to ``<out>`` only when the run
 ends, so a partial file never looks complete; `commit()` flushes and returns the offset a
@@ -18,38 +18,67 @@ import io
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._rows import ACCOUNT_KEY, COLUMNS, ROW, Column, Kind, encoder
-from .models import Account, Transaction
+from ._parquet import ParquetWriter
+from ._postgres import PostgresWriter, is_url
+from ._rows import (
+    ACCOUNT_KEY,
+    COLUMNS,
+    ROW,
+    Column,
+    Kind,
+    Page,
+    encoder,
+    fixed,
+    minor_units,
+)
 
 if TYPE_CHECKING:
-    from .bulk import UserReport
+    from .bulk import Checkpoint, UserReport
 
 try:
     import orjson
 except ImportError:  # pragma: no cover - exercised only without the "speed" extra
     orjson = None  # type: ignore[assignment]
 
+class UnsafeOutputError(ValueError):
+    """An output path that must not be replaced (a device, a pipe, a folder)."""
+
+
+def safe_target(path: str) -> str:
+    """The file to write for `path`: through a symlink, its target (the link stays a
+    link); refused unless it is a regular file or does not exist yet. Outputs are
+    written beside it and renamed over it, which would turn a device into a plain file
+    or replace a link by a copy."""
+    real = os.path.realpath(path)
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return real
+    if stat.S_ISDIR(mode):
+        raise UnsafeOutputError(f"cannot write {path}: it is a folder")
+    if not stat.S_ISREG(mode):
+        raise UnsafeOutputError(f"cannot write {path}: not a regular file (a device, a pipe "
+                                "or a socket), refusing to replace it")
+    return real
+
+
 def _iso(value: dt.datetime | dt.date) -> str:
     return value.isoformat()
 
 
-def _number(value: Decimal) -> int | float | str:
-    if value == value.to_integral_value():
-        return int(value)
-    # A float written by json is its shortest repr, exact for <= 15 significant digits.
-    return float(value) if len(value.as_tuple().digits) <= 15 else str(value)
-
-
-#: how each format spells the kinds of `ROW` values (a kind left out is written as is)
+#: how each format spells the kinds of `ROW` values (a kind left out is written as is):
+#: amounts as exact decimal text with two decimals (``"-289.00"``), so that no reader
+#: takes them for floats
 _TEXT: dict[Kind, Callable[[Any], Any]] = {
-    Kind.ENUM: str, Kind.DECIMAL: str, Kind.INSTANT: _iso, Kind.DAY: _iso}
-_JSON: dict[Kind, Callable[[Any], Any]] = {**_TEXT, Kind.DECIMAL: _number}
+    Kind.ENUM: str, Kind.DECIMAL: fixed, Kind.INSTANT: _iso, Kind.DAY: _iso}
+_JSON = _TEXT
 # orjson writes aware datetimes, dates and str enums as `_JSON` spells them.
-_ORJSON: dict[Kind, Callable[[Any], Any]] = {Kind.DECIMAL: _number}
+_ORJSON: dict[Kind, Callable[[Any], Any]] = {Kind.DECIMAL: fixed}
 
 
 class Writer(Protocol):
@@ -58,9 +87,15 @@ class Writer(Protocol):
 
     path: str
 
-    def write(self, user: str, account: Account, transactions: list[Transaction]) -> None: ...
+    def write(self, page: Page) -> None: ...
 
     def commit(self) -> dict[str, Any]: ...
+
+    def user_done(self, report: UserReport) -> None:
+        """One user is over (done, failed or skipped), all its pages written."""
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Before a resumed run: forget from `checkpoint` what the output did not keep."""
 
     def record_users(self, results: Iterable[UserReport]) -> None:
         """Each user's outcome, at the end of the run (formats without a place for them
@@ -78,7 +113,7 @@ class _FileWriter:
 
     def __init__(self, path: str, *, resume_offset: int | None,
                  finished: Collection[tuple[str, str]] | None = None) -> None:
-        self.path = path
+        self.path = path = safe_target(path)
         self.part = path + ".part"
         if resume_offset is not None and not os.path.exists(self.part) and os.path.exists(path):
             os.replace(path, self.part)  # continue a finished run that had failures
@@ -116,6 +151,12 @@ class _FileWriter:
 
     def record_users(self, results: Iterable[UserReport]) -> None:
         pass  # no place for them in the file: the report has them
+
+    def user_done(self, report: UserReport) -> None:
+        pass
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        pass  # the partial file keeps what the checkpoint lists
 
     def commit(self) -> dict[str, Any]:
         self._out.flush()
@@ -158,15 +199,15 @@ class JsonLinesWriter(_FileWriter):
             if key in finished:
                 dst.write(line)
 
-    def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
+    def write(self, page: Page) -> None:
         if orjson is not None:
             # Several times faster than json.dumps: this loop is most of an export's CPU.
             dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
             lines = [dumps(dict(zip(COLUMNS, values, strict=True)), option=option)
-                     for values in _orjson_rows(user, account, transactions)]
+                     for values in _orjson_rows(page)]
             self._out.write(b"".join(lines).decode())
             return
-        for values in _json_rows(user, account, transactions):
+        for values in _json_rows(page):
             record = dict(zip(COLUMNS, values, strict=True))
             self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -191,26 +232,49 @@ class CsvWriter(_FileWriter):
         out = csv.writer(dst, lineterminator="\n")
         header = next(rows, None)
         key = [COLUMNS.index(name) for name in ACCOUNT_KEY]
+        # the key as written: a neutralised cell (an e-mail starting with "-") included
+        written = {tuple(_cell(v) if i in _TEXT_COLUMNS else v for i, v in zip(key, pair,
+                                                                               strict=True))
+                   for pair in finished}
         if header == list(COLUMNS):
             out.writerow(header)
             for fields in rows:
-                if len(fields) == len(COLUMNS) and tuple(fields[i] for i in key) in finished:
+                if len(fields) == len(COLUMNS) and tuple(fields[i] for i in key) in written:
                     out.writerow(fields)
 
-    def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
-        self._writer().writerows(_text_rows(user, account, transactions))
+    def write(self, page: Page) -> None:
+        self._writer().writerows([[_cell(v) if i in _TEXT_COLUMNS else v
+                                   for i, v in enumerate(values)] for values in _text_rows(page)])
+
+
+#: the CSV columns a person or a bank writes freely (labels, notes...): neutralised
+_TEXT_COLUMNS = frozenset(i for i, c in enumerate(ROW) if c.kind is Kind.TEXT)
+#: what makes a spreadsheet read a cell as a formula (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` (which the
+    spreadsheet shows as text); every other cell as is. Only in CSV."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 _orjson_rows, _json_rows, _text_rows = encoder(_ORJSON), encoder(_JSON), encoder(_TEXT)
 
 
 # The row's columns in SQLite: the keys first, with their constraints; the user's
-# column keeps the name it has in databases written by earlier versions.
+# column keeps the name it has in databases written by earlier versions. Amounts are
+# exact decimal text, and beside them `amount_minor`, integer minor units (cents), so
+# that ``SUM(amount_minor)`` is exact (SQLite's SUM of text goes through floats).
 _SQL_NAMES = {"user": "user_key"}
 _SQL_KEYS = ("id", "account_id", "user")
 _SQL_CONSTRAINTS = {"id": "PRIMARY KEY", "account_id": "NOT NULL REFERENCES accounts(id)",
                     "user": "NOT NULL", "amount": "NOT NULL"}
-_SQL_TYPES = dict.fromkeys(Kind, "TEXT")  # amounts as exact decimal text
+_SQL_TYPES = dict.fromkeys(Kind, "TEXT")
+_AMOUNT = COLUMNS.index("amount")
+_MINOR = ("amount_minor", "INTEGER")
 
 
 def _keys_first(item: tuple[int, Column]) -> int:
@@ -221,9 +285,10 @@ def _keys_first(item: tuple[int, Column]) -> int:
 #: (position in ROW, name in SQLite) of the table's columns, in the table's order
 _SQL_LAYOUT = [(i, _SQL_NAMES.get(c.name, c.name))
                for i, c in sorted(enumerate(ROW), key=_keys_first)]
+_SQL_COLUMNS = [(name, _SQL_TYPES[ROW[i].kind]) for i, name in _SQL_LAYOUT] + [_MINOR]
 _SQL_DEFINITIONS = ", ".join(
     " ".join(filter(None, (name, _SQL_TYPES[ROW[i].kind], _SQL_CONSTRAINTS.get(ROW[i].name))))
-    for i, name in _SQL_LAYOUT)
+    for i, name in _SQL_LAYOUT) + ", " + " ".join(_MINOR)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
@@ -237,22 +302,33 @@ CREATE TABLE IF NOT EXISTS export_runs (
 """
 
 # A re-run updates every column but the keys.
+_SQL_NAMES_ALL = [name for name, _ in _SQL_COLUMNS]
 _UPSERT = (
-    f"INSERT INTO transactions ({', '.join(name for _, name in _SQL_LAYOUT)}) "
-    f"VALUES ({', '.join('?' * len(ROW))}) ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{name}=excluded.{name}" for i, name in _SQL_LAYOUT
-                if ROW[i].name not in _SQL_KEYS))
+    f"INSERT INTO transactions ({', '.join(_SQL_NAMES_ALL)}) "
+    f"VALUES ({', '.join('?' * len(_SQL_NAMES_ALL))}) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{name}=excluded.{name}" for name in _SQL_NAMES_ALL
+                if name not in ("id", "account_id", "user_key")))
 _sql_rows = encoder(_TEXT)
+
+
+def _sql_values(page: Page) -> list[list[Any]]:
+    return [[values[i] for i, _ in _SQL_LAYOUT] + [minor_units(Decimal(values[_AMOUNT]))]
+            for values in _sql_rows(page)]
 
 
 class SqliteWriter:
     """Amounts are stored as exact decimal text; re-runs upsert by primary key."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
+        self.path = path = safe_target(path)
         self._db = sqlite3.connect(path)
         try:
             self._db.executescript(_SCHEMA)
+            # A database written by an earlier version: add the columns it lacks.
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(transactions)")}
+            for name, kind in _SQL_COLUMNS:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE transactions ADD COLUMN {name} {kind}")
             cur = self._db.execute("INSERT INTO export_runs (started_at, status) VALUES (?, ?)",
                                    (dt.datetime.now(dt.timezone.utc).isoformat(), "running"))
         except sqlite3.Error:
@@ -262,8 +338,8 @@ class SqliteWriter:
         self._db.commit()
         self._users: set[str] = set()
 
-    def write(self, user: str, account: Account, transactions: list[Transaction]) -> None:
-        db = self._db
+    def write(self, page: Page) -> None:
+        db, user, account = self._db, page.user, page.account
         if user not in self._users:
             db.execute("INSERT INTO users (key, status) VALUES (?, 'partial') "
                        "ON CONFLICT(key) DO NOTHING", (user,))
@@ -275,16 +351,23 @@ class SqliteWriter:
             (account.id, user, account.connection_id, account.name, str(account.type),
              str(account.status), account.currency, str(account.balance),
              _iso(account.balance_date)))
-        db.executemany(_UPSERT, [[values[i] for i, _ in _SQL_LAYOUT]
-                                 for values in _sql_rows(user, account, transactions)])
+        db.executemany(_UPSERT, _sql_values(page))
+
+    def user_done(self, report: UserReport) -> None:
+        pass
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        pass  # committed at each account: the database keeps what the checkpoint lists
 
     def record_users(self, results: Iterable[UserReport]) -> None:
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         self._db.executemany(
             "INSERT INTO users VALUES (?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
-            "user_id=excluded.user_id, status=excluded.status, error=excluded.error, "
-            "updated_at=excluded.updated_at",
-            [(u.user, u.user_id, u.status, u.error, now) for u in results])
+            "user_id=COALESCE(excluded.user_id, users.user_id), status=excluded.status, "
+            "error=excluded.error, updated_at=excluded.updated_at",
+            # skipped: finished by an earlier run of this export (a resume), so done
+            [(u.user, u.user_id, "done" if u.status == "skipped" else u.status, u.error, now)
+             for u in results])
 
     def commit(self) -> dict[str, Any]:
         self._db.commit()
@@ -307,6 +390,16 @@ def _files(cls: type[JsonLinesWriter | CsvWriter]) -> Opener:
     return open_file
 
 
+def _parquet(path: str, resume_offset: int | None,
+             finished: Collection[tuple[str, str]] | None) -> Writer:
+    return ParquetWriter(path, resume_offset=resume_offset, finished=finished)
+
+
+def _postgresql(url: str, resume_offset: int | None,
+                finished: Collection[tuple[str, str]] | None) -> Writer:
+    return PostgresWriter(url)  # upserts each user once over: see `resume`
+
+
 def _sqlite(path: str, resume_offset: int | None,
             finished: Collection[tuple[str, str]] | None) -> Writer:
     return SqliteWriter(path)  # upserts: a resume needs neither offset nor accounts
@@ -317,14 +410,21 @@ Opener = Callable[[str, "int | None", "Collection[tuple[str, str]] | None"], Wri
 
 #: the formats, by the name ``--format`` takes
 FORMATS: dict[str, Opener] = {
-    "jsonl": _files(JsonLinesWriter), "csv": _files(CsvWriter), "sqlite": _sqlite}
+    "jsonl": _files(JsonLinesWriter), "csv": _files(CsvWriter), "sqlite": _sqlite,
+    "parquet": _parquet, "postgresql": _postgresql}
 #: the format an output's extension implies (JSON Lines otherwise)
 EXTENSIONS = {".jsonl": "jsonl", ".csv": "csv", ".sqlite": "sqlite", ".db": "sqlite",
-              ".sqlite3": "sqlite"}
+              ".sqlite3": "sqlite", ".parquet": "parquet"}
 
 
 def format_of(path: str) -> str:
-    return EXTENSIONS.get(os.path.splitext(path)[1].lower(), "jsonl")
+    """The format `path` implies: a ``postgresql://`` URL, a folder (Parquet parts), else
+    its extension."""
+    if is_url(path):
+        return "postgresql"
+    if path.endswith(("/", os.sep)):
+        return "parquet"  # a folder of parts
+    return EXTENSIONS.get(os.path.splitext(path.rstrip("/" + os.sep))[1].lower(), "jsonl")
 
 
 def open_writer(fmt: str, path: str, *, resume_offset: int | None,

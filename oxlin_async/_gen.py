@@ -16,6 +16,13 @@ stay ``str``; amounts become exact ``Decimal``; timestamps become aware UTC ``da
 extra keys are ignored. A field with a default is optional: absent or ``null`` gives the
 default. :func:`field_kind` is where a field's kind is chosen.
 
+Non-essential fields (docs/oxlin-api §15) carry the :data:`TOLERANT` marker in their attrs
+metadata; :func:`field_kind` then wraps their kind in :class:`Tolerant`: what the kind
+refuses is an *odd value*, reported (see :class:`OddValues`) and replaced by the field's
+default, never an error. On the msgspec path the strict struct is tried first, so
+documented values cost nothing more; a page with an odd value is decoded again through
+a second struct that takes any JSON for the tolerant fields (:func:`wire_model`).
+
 Objects are built without calling ``__init__`` only when :func:`draft_class` (the guard)
 allows it; otherwise the generated code calls ``__init__``, which then runs the model's
 validators, converters, factories and hooks. The generated source is registered with
@@ -24,9 +31,11 @@ validators, converters, factories and hooks. The generated source is registered 
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import enum
 import linecache
+import logging
 import math
 import types
 from collections.abc import Callable, Mapping
@@ -43,8 +52,12 @@ except ImportError:  # pragma: no cover - exercised only without the "speed" ext
 
 __all__ = [
     "KINDS",
+    "ODD_SINK",
+    "TOLERANT",
     "Kind",
     "ModelCode",
+    "OddValues",
+    "Tolerant",
     "Unsupported",
     "WireModel",
     "draft_class",
@@ -52,6 +65,7 @@ __all__ = [
     "find_kind",
     "python_hook",
     "python_model",
+    "tolerant_wire_model",
     "type_error",
     "wire_model",
 ]
@@ -107,6 +121,52 @@ def _epoch(v: Any) -> dt.datetime:
     return d
 
 
+#: The attrs metadata key that marks a field as non-essential (read tolerantly).
+TOLERANT = "oxlin_async.tolerant"
+#: What a tolerant field's code catches: everything its kind's code (or a nested model's
+#: hook) raises on bad input.
+_ODD = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError, OSError,
+        RecursionError, StructureHandlerNotFoundError)
+
+log = logging.getLogger("oxlin_async")
+
+#: Who hears of the odd values decoded in this context: a client sets its own
+#: `OddValues` around each request (see `_client.Requester.request`).
+ODD_SINK: contextvars.ContextVar[Callable[[str, Any], None] | None] = \
+    contextvars.ContextVar("oxlin_async_odd_sink", default=None)
+
+
+class OddValues:
+    """The fields that got an odd value: the first one per field is logged at debug level
+    (its JSON type, never the value, which may be personal data). One per client."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, label: str, value: Any) -> None:
+        if label not in self.seen:
+            self.seen.add(label)
+            log.debug("odd value in %s: got %s, not what docs/oxlin-api describes; the"
+                      " field is read tolerantly (kept as it came or left out)",
+                      label, _json_type(value))
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    for t, name in ((bool, "a boolean"), (str, "a string"), (dict, "an object"),
+                    (list, "an array")):
+        if isinstance(value, t):
+            return name
+    return "a number" if isinstance(value, (int, float, Decimal)) else type(value).__name__
+
+
+def _odd(label: str, value: Any) -> None:
+    sink = ODD_SINK.get()
+    if sink is not None:
+        sink(label, value)
+
+
 class _Absent:
     """An optional field that was absent: left out of the ``__init__`` call."""
 
@@ -124,6 +184,8 @@ _ENV: dict[str, Any] = {
     "_epoch": _epoch,
     "_new": object.__new__,
     "_absent": _Absent(),
+    "_ODD": _ODD,
+    "_odd": _odd,
 }
 
 
@@ -315,6 +377,8 @@ KINDS: tuple[Kind, ...] = (
     Leaf("bool", bool, exact=bool, wire=bool, from_wire="{r}",
          python="if r is not True and r is not False: raise _type_error('a boolean', r)\n"
                 "{v} = r"),
+    # Any JSON value at all, as it came: where the reference itself is unsure (§15).
+    Leaf("JSON value", Any, wire=Any, from_wire="{r}", python="{v} = r"),
     Leaf("JSON object", dict[str, Any], exact=dict, wire=dict[str, Any], from_wire="{r}",
          python="if type(r) is not dict: raise _type_error('an object', r)\n{v} = r"),
     # Numbers only: msgspec's own Decimal type would take strings too.
@@ -356,15 +420,47 @@ def _kind(t: Any) -> Kind:
     return kind
 
 
-def field_kind(a: attrs.Attribute[Any]) -> tuple[Kind, Any, bool]:
-    """How field ``a`` is decoded: its kind, the type that kind decodes, and whether the
-    field is optional (absent or ``null`` gives its default).
+def field_kind(a: attrs.Attribute[Any], owner: type[Any] | None = None
+               ) -> tuple[Kind, Any, bool]:
+    """How field ``a`` (of class ``owner``) is decoded: its kind, the type that kind
+    decodes, and whether the field is optional (absent or ``null`` gives its default).
 
-    Both paths ask this one function, so a per-field policy (say, reading some fields
-    tolerantly) is decided here, by returning another kind."""
+    Both paths ask this one function: a field marked :data:`TOLERANT` gets its kind
+    wrapped in :class:`Tolerant`."""
     optional = a.default is not attrs.NOTHING
     t = split_optional(a.type)[0] if optional else a.type
-    return _kind(t), t, optional
+    kind = _kind(t)
+    if a.metadata.get(TOLERANT):
+        if not optional or isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
+            raise Unsupported(f"tolerant field {a.name!r} needs a plain default", a.type)  # type: ignore[arg-type]
+        label = f"{getattr(owner, '__name__', '?')}.{a.name}"
+        kind = Tolerant(kind, label, a.default)
+    return kind, t, optional
+
+
+class Tolerant(Kind):
+    """A non-essential field: a value its kind refuses is odd, not an error. It is
+    reported to :data:`ODD_SINK` and the field takes its default (left out). The
+    ``try`` costs nothing while values are as documented."""
+
+    def __init__(self, inner: Kind, label: str, fallback: Any) -> None:
+        self.inner, self.label, self.fallback = inner, label, fallback
+        self.name = f"tolerant {inner.name}"
+
+    def matches(self, t: Any) -> bool:
+        return self.inner.matches(t)
+
+    def python(self, t: Any, lookup: Lookup) -> Code:
+        inner = self.inner.python(t, lookup).nest("t_")
+        body = "".join(f"    {line}\n" for line in inner.text.splitlines())
+        return Code("try:\n" + body
+                    + "except _ODD:\n    {v} = {f}fallback\n    _odd({f}label, r)",
+                    dict(inner.env, fallback=self.fallback, label=self.label))
+
+    def wire(self, t: Any) -> tuple[Any, Code]:
+        # The strict struct: as the kind itself. The tolerant struct (wire_model) takes
+        # any JSON for this field and runs python() on it.
+        return self.inner.wire(t)
 
 
 # -- type inspection -----------------------------------------------------------------------
@@ -569,7 +665,7 @@ def python_model(cls: type[Any], lookup: Lookup) -> ModelCode:
     env: dict[str, Any] = {}
 
     def field_code(a: attrs.Attribute[Any], v: str, f: str, default: str) -> list[str]:
-        kind, t, optional = field_kind(a)
+        kind, t, optional = field_kind(a, cls)
         code = kind.python(t, lookup)
         env.update({f + k: x for k, x in code.env.items()})
         lines = code.render(v=v, f=f).splitlines()
@@ -583,25 +679,48 @@ def python_model(cls: type[Any], lookup: Lookup) -> ModelCode:
 
 
 def wire_model(cls: type[Any]) -> WireModel:
-    """The msgspec path for model ``cls``: its wire struct, and the functions from wire
-    structs to ``cls``. Raises :class:`Unsupported` for a type no kind describes."""
-    model = _WIRE_MODELS.get(cls)
+    """The msgspec path for model ``cls``: its wire struct, every field type-checked by
+    msgspec, and the functions from wire structs to ``cls``. Raises :class:`Unsupported`
+    for a type no kind describes."""
+    model = _WIRE_MODELS.get((cls, False))
     if model is None:
-        model = _WIRE_MODELS[cls] = _wire_model(cls)
+        model = _WIRE_MODELS[cls, False] = _wire_model(cls, None)
+    assert model is not None
     return model
 
 
-_WIRE_MODELS: dict[type[Any], WireModel] = {}
+def tolerant_wire_model(cls: type[Any], lookup: Lookup) -> WireModel | None:
+    """Like :func:`wire_model`, but the tolerant fields take any JSON and go through
+    their kinds' Python code (``lookup`` gives the pure path's hooks); None when ``cls``
+    has no tolerant field."""
+    if (cls, True) not in _WIRE_MODELS:
+        _WIRE_MODELS[cls, True] = _wire_model(cls, lookup)
+    return _WIRE_MODELS[cls, True]
 
 
-def _wire_model(cls: type[Any]) -> WireModel:
+_WIRE_MODELS: dict[tuple[type[Any], bool], WireModel | None] = {}
+
+
+def _wire_model(cls: type[Any], lookup: Lookup | None) -> WireModel | None:
     if msgspec is None:  # pragma: no cover - exercised only without the "speed" extra
         raise Unsupported("msgspec is not installed", cls)
     env: dict[str, Any] = {}
     wire_fields: list[tuple[Any, ...]] = []
+    tolerant = False
 
     def field_code(a: attrs.Attribute[Any], v: str, f: str, default: str) -> list[str]:
-        kind, t, optional = field_kind(a)
+        nonlocal tolerant
+        kind, t, optional = field_kind(a, cls)
+        if lookup is not None and isinstance(kind, Tolerant):
+            tolerant = True
+            # Any JSON (msgspec gives the same builtins as orjson); the checks are the
+            # pure path's, so both paths take and leave out the same values.
+            code = kind.python(t, lookup)
+            env.update({f + k: x for k, x in code.env.items()})
+            wire_fields.append((a.name, Any, None))
+            lines = code.render(v=v, f=f).splitlines()
+            return [f"r = o.{a.name}", f"if r is None: {v} = {default}", "else:",
+                    *("    " + line for line in lines)]
         wire, code = kind.wire(t)
         env.update({f + k: x for k, x in code.env.items()})
         expr = code.render(r="r", f=f)
@@ -612,7 +731,10 @@ def _wire_model(cls: type[Any]) -> WireModel:
             return [f"r = o.{a.name}", f"{v} = {expr}"]
         return [f"r = o.{a.name}", f"{v} = {default} if r is None else {expr}"]
 
-    env = _generate(cls, "wire", field_code, env)
+    env = _generate(cls, "wire" if lookup is None else "tolerant wire", field_code, env)
+    if lookup is not None and not tolerant:
+        return None
     # gc=False: decoded JSON cannot form cycles, and untracked structs spare the collector.
-    struct = msgspec.defstruct(f"{cls.__name__}Wire", wire_fields, kw_only=True, gc=False)
+    name = f"{cls.__name__}{'Wire' if lookup is None else 'TolerantWire'}"
+    struct = msgspec.defstruct(name, wire_fields, kw_only=True, gc=False)
     return WireModel(env["one"], env["page"], env["one"].__code__.co_filename, struct)

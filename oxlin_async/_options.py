@@ -35,12 +35,20 @@ def _default_idempotent(options: RequestOptions) -> bool:
     return options.method in IDEMPOTENT_METHODS
 
 
+def _default_expect(options: RequestOptions) -> frozenset[int]:
+    # What the reference documents as success (docs/oxlin-api, openapi.yaml): 204 for
+    # every DELETE, 200 for the rest; POST /users says 201 itself.
+    return frozenset({204}) if options.method == "DELETE" else frozenset({200})
+
+
 @attrs.frozen(kw_only=True)
 class RequestOptions:
     """One API call. `idempotent` defaults by method (PATCH is not, unless told so);
     `limits` are extra semaphores held while on the wire (a bulk job's global and
     per-user bounds), acquired in order before the client's own; `oauth` marks the token
-    endpoint, whose errors are OAuth errors."""
+    endpoint, whose errors are OAuth errors. `expect` are the success statuses the
+    operation documents; any other status that is not a 4xx or 5xx (a redirect, an
+    undocumented 2xx) is an `UnexpectedStatusError`."""
 
     method: str
     url: yarl.URL
@@ -54,6 +62,8 @@ class RequestOptions:
     limits: tuple[asyncio.Semaphore, ...] = ()
     stats: RequestStats | None = None
     oauth: bool = False
+    expect: frozenset[int] = attrs.field(
+        default=attrs.Factory(_default_expect, takes_self=True))
 
 
 @attrs.define
@@ -66,8 +76,11 @@ class Outgoing:
     headers: dict[str, str]
     json: Any
     data: dict[str, str] | None
+    #: the answer carries secrets (a token answer): never excerpted into an error
+    secret: bool = False
 
     @classmethod
     def of(cls, options: RequestOptions) -> Outgoing:
         return cls(options.method, options.url, options.params, dict(options.headers),
-                   options.json, None if options.data is None else dict(options.data))
+                   options.json, None if options.data is None else dict(options.data),
+                   options.oauth)

@@ -8,6 +8,14 @@ short list costs no wasted request), pages are yielded strictly in order, and th
 short page cancels the requests beyond it. Items are de-duplicated by id within a walk,
 so items that shift between pages while data changes come out once.
 
+A server that ignores ``page`` must not make a walk endless: full pages that bring no
+new item, or repeat the previous page item for item, stop the walk with
+`PaginationError`; so does reaching ``max_pages`` (an optional safeguard, None by default)
+while pages are still full. Items inserted at the front while pages are in flight can
+make a page or two all duplicates legitimately, so the walk stops only after such pages
+in a row worth ``prefetch + 2`` full pages of items: far fewer than a de-duplication
+window, so a repeating server never gets to yield an item twice.
+
 What concurrency costs when the list changes during a walk: a sequential walk
 (``prefetch=1``) over a list that only grows sees shifted items twice (and yields them
 once) but never misses one; with look-ahead, a later page may be served before an
@@ -24,7 +32,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
-from .errors import ArgumentError
+from .errors import ArgumentError, PaginationError
 
 T = TypeVar("T")
 
@@ -49,7 +57,7 @@ def _aligned_limit(offset: int, wanted: int, limit: int) -> int:
 
 
 def check_page_options(page_size: int, max_items: int | None, start_page: int,
-                       prefetch: int) -> None:
+                       prefetch: int, max_pages: int | None = None) -> None:
     if isinstance(page_size, bool) or not isinstance(page_size, int) or \
             not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ArgumentError("page_size", f"must be an int from 1 to {MAX_PAGE_SIZE}, "
@@ -62,6 +70,9 @@ def check_page_options(page_size: int, max_items: int | None, start_page: int,
         raise ArgumentError("start_page", f"must be an int >= 1, got {start_page!r}")
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
         raise ArgumentError("prefetch", f"must be an int >= 1, got {prefetch!r}")
+    if max_pages is not None and (isinstance(max_pages, bool) or
+                                  not isinstance(max_pages, int) or max_pages < 1):
+        raise ArgumentError("max_pages", f"must be None or an int >= 1, got {max_pages!r}")
 
 
 #: De-duplication looks back over at least this many items (and `prefetch + 2` pages):
@@ -103,8 +114,10 @@ class AsyncPaginator(Generic[T]):
 
     def __init__(self, fetch: FetchPage[T], *, page_size: int = MAX_PAGE_SIZE,
                  max_items: int | None = None, start_page: int = 1, prefetch: int = 8,
-                 key: Callable[[T], Hashable] | None = _item_id) -> None:
-        check_page_options(page_size, max_items, start_page, prefetch)
+                 key: Callable[[T], Hashable] | None = _item_id,
+                 max_pages: int | None = None) -> None:
+        check_page_options(page_size, max_items, start_page, prefetch, max_pages)
+        self.max_pages = max_pages
         self._fetch = fetch
         self.page_size = page_size
         self.max_items = max_items
@@ -119,12 +132,14 @@ class AsyncPaginator(Generic[T]):
     async def pages(self) -> AsyncGenerator[list[T], None]:
         """Yield each page's new items, in server order. Empty pages are not yielded."""
         loop = asyncio.get_running_loop()
-        in_flight: deque[tuple[int, asyncio.Task[list[T]]]] = deque()
+        in_flight: deque[tuple[int, int, asyncio.Task[list[T]]]] = deque()
         offset = (self.start_page - 1) * self.page_size
         limit = self.page_size
         end = None if self.max_items is None else offset + self.max_items
         recent = _RecentIds(max(self.prefetch + 2, _DEDUPE_ITEMS // self.page_size))
         yielded, window = 0, 1
+        pages_read = stalled = 0
+        previous: list[Any] | None = None
         if self.max_items == 0:
             return
         try:
@@ -132,19 +147,30 @@ class AsyncPaginator(Generic[T]):
                 while len(in_flight) < window and (end is None or offset < end):
                     if end is not None and end - offset < limit:
                         limit = _aligned_limit(offset, end - offset, limit)
-                    in_flight.append((limit, loop.create_task(
-                        self._fetch(offset // limit + 1, limit))))
+                    page = offset // limit + 1
+                    in_flight.append((limit, page, loop.create_task(self._fetch(page, limit))))
                     offset += limit
                 if not in_flight:
                     return
-                asked, task = in_flight.popleft()
+                asked, number, task = in_flight.popleft()
                 items = await task
                 full = len(items) >= asked
+                pages_read += 1
+                signature = [self._key(i) for i in items] if self._key is not None else items
+                repeated = full and signature == previous
+                previous = signature
                 if self._key is not None:
                     fresh = recent.fresh(items, self._key)
+                    repeated = repeated or (full and not fresh)
                     if end is not None:
                         end += len(items) - len(fresh)  # duplicates don't count
                     items = fresh
+                stalled = stalled + asked if repeated else 0
+                if stalled >= (self.prefetch + 2) * self.page_size:
+                    raise PaginationError(
+                        f"full pages up to page {number} brought no new item or repeated "
+                        "the previous one, again and again: the server seems to ignore "
+                        "`page`", page=number)
                 if self.max_items is not None:
                     items = items[: self.max_items - yielded]
                 yielded += len(items)
@@ -152,13 +178,17 @@ class AsyncPaginator(Generic[T]):
                     yield items
                 if not full or (self.max_items is not None and yielded >= self.max_items):
                     return
+                if self.max_pages is not None and pages_read >= self.max_pages:
+                    raise PaginationError(
+                        f"the list did not end within max_pages={self.max_pages} pages",
+                        page=number)
                 window = min(self.prefetch, window * 2)
         finally:
             # Also runs when the caller breaks out: nothing fetched on its behalf lingers.
-            for _, pending in in_flight:
+            for _, _, pending in in_flight:
                 pending.cancel()
             if in_flight:
-                await asyncio.gather(*(t for _, t in in_flight), return_exceptions=True)
+                await asyncio.gather(*(t for _, _, t in in_flight), return_exceptions=True)
 
     async def __aiter__(self) -> AsyncGenerator[T, None]:
         pages = self.pages()
@@ -185,6 +215,6 @@ class AsyncPaginator(Generic[T]):
         # max_items=1 the walk shrinks its one request to a single item (page 1, limit 1
         # from the start of the list). One item has nothing to de-duplicate.
         one = AsyncPaginator(self._fetch, page_size=self.page_size, max_items=1,
-                             start_page=self.start_page, key=None)
+                             start_page=self.start_page, key=None, max_pages=self.max_pages)
         items = await one.collect()
         return items[0] if items else None

@@ -18,6 +18,18 @@ from .models import PARIS
 
 E = TypeVar("E", bound=enum.Enum)
 
+#: Amounts are euros and cents: beyond these bounds no account holds them, and the
+#: wire spelling would be a number of any length (``1e999999`` has a million digits).
+AMOUNT_MAX = Decimal(10) ** 12
+AMOUNT_PLACES = 6
+#: The days and instants a date filter may name: what a `datetime` can represent, a day
+#: short of either end (an end date means "up to the next day's midnight", which for
+#: 9999-12-31 does not exist).
+FIRST_DAY = dt.date(1, 1, 2)
+LAST_DAY = dt.date(9999, 12, 30)
+EPOCH_MIN = int(dt.datetime(1, 1, 2, tzinfo=dt.timezone.utc).timestamp())
+EPOCH_MAX = int(dt.datetime(9999, 12, 30, tzinfo=dt.timezone.utc).timestamp())
+
 
 def ident(name: str, value: object) -> str:
     """An id: a string of decimal digits (an int is accepted)."""
@@ -57,6 +69,12 @@ def amount(name: str, value: object) -> str:
             from None
     if not number.is_finite():
         raise ArgumentError(name, f"must be finite, got {value!r}")
+    if abs(number) >= AMOUNT_MAX:
+        raise ArgumentError(name, f"must be below {AMOUNT_MAX:,f} in magnitude")
+    if number and number.normalize().as_tuple().exponent < -AMOUNT_PLACES:  # type: ignore[operator]
+        raise ArgumentError(name, f"must have at most {AMOUNT_PLACES} decimal places")
+    if number.as_tuple().exponent < -AMOUNT_PLACES:  # type: ignore[operator]
+        number = number.quantize(Decimal(1).scaleb(-AMOUNT_PLACES))  # trailing zeros only
     return format(number, "f")
 
 
@@ -65,27 +83,43 @@ def _epoch_of(name: str, value: object) -> float:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ArgumentError(name, "is a naive datetime; pass an aware one "
                                       "(e.g. tzinfo=datetime.timezone.utc) or a date")
-        return value.timestamp()
+        try:
+            return _in_range(name, value.timestamp())
+        except (OverflowError, ValueError):  # year 1 in a zone east of UTC, say
+            raise ArgumentError(name, _RANGE) from None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return _in_range(name, value)
     raise ArgumentError(name, f"must be a date, an aware datetime or epoch seconds, got {value!r}")
 
 
-def _paris_midnight(day: dt.date) -> int:
+_RANGE = (f"must fall between {FIRST_DAY} and {LAST_DAY} (epoch seconds "
+          f"{EPOCH_MIN} to {EPOCH_MAX})")
+
+
+def _in_range(name: str, epoch: float) -> float:
+    if not EPOCH_MIN <= epoch <= EPOCH_MAX:
+        raise ArgumentError(name, _RANGE)
+    return epoch
+
+
+def _paris_midnight(name: str, day: dt.date, days_after: int = 0) -> int:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ArgumentError(name, _RANGE)
+    day += dt.timedelta(days=days_after)
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=PARIS).timestamp())
 
 
 def start_time(name: str, value: object) -> str:
     """An inclusive lower bound; a date means that day's start in Europe/Paris."""
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return str(_paris_midnight(value))
+        return str(_paris_midnight(name, value))
     return str(math.ceil(_epoch_of(name, value)))
 
 
 def end_time(name: str, value: object) -> str:
     """An inclusive upper bound; a date means the whole of that day in Europe/Paris."""
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return str(_paris_midnight(value + dt.timedelta(days=1)) - 1)
+        return str(_paris_midnight(name, value, days_after=1) - 1)
     return str(math.floor(_epoch_of(name, value)))
 
 

@@ -9,8 +9,12 @@ How a request flows through `Transport.request(cast_to, options)`:
    of the client-wide semaphore. If queueing outlasted the token, it starts again.
 3. **Attached.** The strategy writes the token into this attempt's `Outgoing` copy (the
    ``Authorization`` header, or the widget's form body), and the request goes out.
-4. **Decoded.** A 2xx body is decoded by ``cast_to`` here, inside the retry loop, so a
-   truncated or wrong-shaped answer is a failed attempt like a 503.
+4. **Decoded.** A body is read up to ``max_body_size`` bytes (beyond it:
+   `ResponseTooLargeError`). A status the operation documents as success
+   (``options.expect``) is decoded by ``cast_to`` here, inside the retry loop, so a
+   truncated or wrong-shaped answer is a failed attempt like a 503. Any other status
+   below 400 (a redirect, which is never followed, or an undocumented 2xx) is an
+   `UnexpectedStatusError`.
 5. **Retried.** Every failure becomes an `Outcome`; `_retry.retry_delay` decides from it
    and the policy whether and when to try again. A 401 ``invalid_token`` is not retried
    but replayed once with a new token, after ``auth.refused`` drops the old one.
@@ -38,10 +42,13 @@ from ._version import __version__
 from ._wire import page_decoder
 from .errors import (
     APIError,
+    ArgumentError,
     AuthenticationError,
     DecodeError,
     OxlinError,
     RequestTimeoutError,
+    ResponseTooLargeError,
+    TokenRenewalError,
     TransportError,
     api_error_from_response,
 )
@@ -51,6 +58,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _UNSET: Any = object()
+
+#: Bytes of one response body read at most, unless the client says otherwise: far above
+#: any page of 500 items, far below what would strain a process's memory.
+DEFAULT_MAX_BODY_SIZE = 16 * 2**20
+
+#: How many times one call takes a new token that turns out stale before it is sent
+#: (queueing outlasted it, or it expired on the way) before giving up.
+_STALE_TOKEN_CAP = 4
 
 
 @attrs.define
@@ -63,6 +78,8 @@ class Response:
     method: str
     url: yarl.URL
     _data: Any = attrs.field(default=_UNSET, repr=False)
+    #: a token answer: its body is never excerpted into an error
+    secret: bool = False
 
     @property
     def request_id(self) -> str | None:
@@ -73,13 +90,19 @@ class Response:
         if self._data is _UNSET:
             try:
                 self._data = loads(self.body)
-            except (ValueError, DecodeError) as exc:  # `loads` raises DecodeError itself
-                detail = (exc.message.removeprefix("invalid JSON: ")
-                          if isinstance(exc, DecodeError) else str(exc))
-                raise DecodeError(
-                    f"{self.method} {self.url.path}: the body is not valid JSON: {detail}",
-                    status=self.status, request_id=self.request_id, body=self.body) from None
+            except DecodeError as exc:
+                detail = exc.message.removeprefix("invalid JSON: ")
+            else:
+                return self._data
+            # Raised here, not in the handler: nothing may chain to an error that saw
+            # the body (a token answer's holds secrets).
+            raise self.undecodable(f"the body is not valid JSON: {detail}")
         return self._data
+
+    def undecodable(self, problem: str) -> DecodeError:
+        """A `DecodeError` naming this response; a token answer is never excerpted."""
+        return DecodeError(f"{self.method} {self.url.path}: {problem}", status=self.status,
+                           request_id=self.request_id, body=None if self.secret else self.body)
 
     def decode(self, cls: type[T]) -> T:
         """The body as one model; a wrong shape is a `DecodeError` naming this response."""
@@ -129,6 +152,15 @@ class _NoAnswer(Exception):
         self.outcome = Outcome.no_answer(reached_server=reached_server)
 
 
+#: Form fields whose values a server must not get to echo into an error message.
+_SECRET_FIELDS = ("password", "refresh_token", "client_secret", "access_token")
+
+
+def _sent_secrets(options: RequestOptions) -> tuple[str, ...]:
+    data = options.data or {}
+    return tuple(str(data[k]) for k in _SECRET_FIELDS if data.get(k))
+
+
 def _replays(error: APIError) -> bool:
     # The API's 401s say invalid_token; one without a code (a proxy's, say) is about the
     # token too. invalid_client (the widget's bad client secret) a new token cannot fix.
@@ -141,9 +173,15 @@ class Transport:
     def __init__(self, *, session: aiohttp.ClientSession | None = None,
                  max_concurrency: int = 64, timeout: float = 30.0,
                  retry: RetryPolicy | None = None, user_agent: str | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None,
+                 max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int) \
+                or max_body_size < 1:
+            raise ArgumentError("max_body_size", "must be an int of at least 1 (bytes), "
+                                                 f"got {max_body_size!r}")
+        self.max_body_size = max_body_size
         self._own = session is None
         self._session = session
         if session is not None and session.connector is not None:
@@ -197,16 +235,22 @@ class Transport:
             except _NoAnswer as failure:
                 error, outcome = failure.error, failure.outcome
             else:
-                if 200 <= response.status < 300:
+                if response.status in options.expect:
                     try:
                         return cast_to(response)
                     except DecodeError as undecodable:
                         error, outcome = undecodable, Outcome.bad_body(response.status)
+                elif response.status < 400 or response.status > 599:
+                    # Not documented, and not an error status either: asking again would
+                    # get the same, and a redirect is not followed (no token leaves).
+                    error = self._error(response, options.oauth, None, documented=False)
+                    outcome = Outcome.answer(response.status)
                 else:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"),
                                                     time.time())
                     outcome = Outcome.answer(response.status, retry_after)
-                    error = self._error(response, options.oauth, retry_after)
+                    error = self._error(response, options.oauth, retry_after,
+                                        redact=_sent_secrets(options))
                     if (wait := gate_delay(outcome, self.retry)) is not None:
                         # Close the gate for the whole client, not just this request.
                         self._gate_until = max(self._gate_until, time.monotonic() + wait)
@@ -226,11 +270,13 @@ class Transport:
                      options.url.path, type(error).__name__, retries, delay)
             await asyncio.sleep(delay)
 
-    def _error(self, response: Response, oauth: bool, retry_after: float | None) -> APIError:
+    def _error(self, response: Response, oauth: bool, retry_after: float | None, *,
+               documented: bool = True, redact: tuple[str, ...] = ()) -> APIError:
         return api_error_from_response(
             response.status, response.body, request_id=response.request_id,
             method=response.method, url=response.url.with_query(None),
-            retry_after=retry_after, oauth=oauth)
+            retry_after=retry_after, oauth=oauth, documented=documented,
+            location=response.headers.get("Location"), redact=redact)
 
     async def _wait_gate(self) -> None:
         # A deadline, not an event: a later 429 may push it while we sleep.
@@ -239,6 +285,7 @@ class Transport:
 
     async def _attempt(self, options: RequestOptions) -> tuple[Response, Token | None]:
         auth = options.auth
+        stale = 0
         while True:
             # The token is taken outside any slot (renewing needs a slot of its own), and
             # checked again once we hold one: queueing may have outlasted it.
@@ -251,6 +298,12 @@ class Transport:
                     held.append(limit)
                 async with self._slots:
                     if auth is not None and not auth.is_current(token):
+                        stale += 1
+                        if stale >= _STALE_TOKEN_CAP:
+                            raise TokenRenewalError(
+                                f"{stale} tokens in a row were stale before the request "
+                                "could be sent (the token endpoint grants lifetimes "
+                                "shorter than it takes to use them)")
                         continue
                     await self._wait_gate()  # a 429 may have closed the gate while we queued
                     request = Outgoing.of(options)
@@ -269,7 +322,9 @@ class Transport:
             async with self.http.request(method, url, params=request.params, json=request.json,
                                          data=request.data, headers=headers,
                                          timeout=self._timeout, allow_redirects=False) as resp:
-                return Response(resp.status, resp.headers, await resp.read(), method, url)
+                body = await self._read(resp, method, url)
+                return Response(resp.status, resp.headers, body, method, url,
+                                secret=request.secret)
         except asyncio.TimeoutError:
             raise _NoAnswer(RequestTimeoutError("the request timed out", method=method,
                                                 url=url), reached_server=True) from None
@@ -282,3 +337,31 @@ class Transport:
             raise _NoAnswer(TransportError(f"connection failed: {type(exc).__name__}",
                                            method=method, url=url),
                             reached_server=True) from None
+        except ValueError as exc:
+            # aiohttp refuses a header it cannot send (a CR or LF in a value, say): a
+            # bug or a hostile value, never worth retrying; the value is not repeated.
+            raise TransportError(f"the request could not be sent: {type(exc).__name__}",
+                                 method=method, url=url) from None
+
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, url: yarl.URL) -> bytes:
+        """The body, or `ResponseTooLargeError` once it passes `max_body_size` (the rest
+        is not read, and the connection is dropped)."""
+        limit = self.max_body_size
+        declared = resp.content_length
+        too_large = declared is not None and declared > limit
+        chunks: list[bytes] = []
+        size = 0
+        if not too_large:
+            async for chunk in resp.content.iter_chunked(2**16):
+                size += len(chunk)
+                if size > limit:
+                    too_large = True
+                    break
+                chunks.append(chunk)
+        if too_large:
+            resp.close()
+            raise ResponseTooLargeError(
+                f"{method} {url.path}: the response body is larger than max_body_size "
+                f"({limit} bytes)", limit=limit, status=resp.status,
+                request_id=resp.headers.get("X-Request-ID"))
+        return b"".join(chunks)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -50,13 +51,26 @@ from .models import Account, Transaction
 if TYPE_CHECKING:
     import datetime as dt
 
+    from ._auth import Token
     from ._client import OxlinClient, UserClient
+
+
+def token_key(access_token: str, refresh_token: str | None = None) -> str:
+    """The stable key of a user known only by a token pair: a digest of the refresh token
+    (of the access token without one), never the secret itself nor a position in a file.
+    The pair a run started from names the user for good, so a checkpoint still finds
+    the user after its refresh token has rotated (the newest pair is kept apart)."""
+    secret = refresh_token or access_token
+    return "token:" + hashlib.sha256(secret.encode()).hexdigest()[:24]
 
 
 @attrs.frozen
 class BulkUser:
-    """One user to fetch: by e-mail and password, or by user token. `key` names the user
-    in results, checkpoints and exports (the e-mail by default)."""
+    """One user to fetch: by e-mail and password (`with_password`), or by user token
+    (`with_token`). `key` names the user in results, checkpoints and exports: the e-mail,
+    or for a token user `token_key` of its token pair. Two users with the same key are
+    the same user; a bulk run also finds two keys of one Oxlin user (by the id
+    ``/users/me`` gives) and fetches that user once, failing the other key."""
 
     key: str
     email: str | None = None
@@ -70,25 +84,44 @@ class BulkUser:
 
     @classmethod
     def with_token(cls, access_token: str, refresh_token: str | None = None, *,
-                   key: str) -> BulkUser:
-        return cls(key=key, access_token=access_token, refresh_token=refresh_token)
+                   key: str | None = None) -> BulkUser:
+        return cls(key=key if key is not None else token_key(access_token, refresh_token),
+                   access_token=access_token, refresh_token=refresh_token)
 
-    def user_client(self, client: OxlinClient) -> UserClient:
-        """This user's view of `client` (no I/O)."""
+    @classmethod
+    def of(cls, user: object) -> BulkUser:
+        """`user` as a BulkUser: one already, or an ``(email, password)`` pair of str."""
+        if isinstance(user, BulkUser):
+            return user
+        if (isinstance(user, tuple) and len(user) == 2
+                and all(isinstance(x, str) for x in user)):
+            return cls.with_password(user[0], user[1])
+        raise ArgumentError("users", "each user must be a BulkUser or an (email, password) "
+                                     f"tuple of str, got a {type(user).__name__}")
+
+    def user_client(self, client: OxlinClient, *,
+                    on_token: Callable[[Token], None] | None = None) -> UserClient:
+        """This user's view of `client` (no I/O); `on_token` sees each renewed token
+        of a token user (see `OxlinClient.as_user_token`)."""
         if self.email is not None and self.password is not None:
             return client.as_user(self.email, self.password)
         if self.access_token is not None:
-            return client.as_user_token(self.access_token, self.refresh_token)
+            return client.as_user_token(self.access_token, self.refresh_token,
+                                        on_token=on_token)
         raise ArgumentError("users", f"user {self.key!r} has neither a password nor a token")
 
 
 @attrs.frozen
 class Batch:
-    """One page of one account's transactions."""
+    """One page of one account's transactions, and whose they are (a `_rows.Page`)."""
 
     user: str
     account: Account
     transactions: list[Transaction]
+    #: the user's Oxlin id (None when the token may not read ``/users/me``)
+    user_id: str | None = None
+    #: category id -> name, read once per run (``GET /categories``)
+    categories: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
 
 #: pending, done, failed, or skipped (already done in the checkpoint)
@@ -155,6 +188,10 @@ class Checkpoint:
         self.path = os.fspath(path)
         self.users: set[str] = set()
         self.accounts: set[tuple[str, str]] = set()
+        #: transactions delivered of each finished (user, account) (0 if not recorded)
+        self.counts: dict[tuple[str, str], int] = {}
+        #: the Oxlin user id of each finished user, where it was known
+        self.user_ids: dict[str, str] = {}
         self.last_extra: dict[str, Any] = {}
         self._file: TextIO | None = None
         try:
@@ -168,9 +205,12 @@ class Checkpoint:
     def _replay(self, entry: dict[str, Any]) -> None:
         if "account" in entry:
             self.accounts.add((entry["user"], entry["account"]))
+            self.counts[(entry["user"], entry["account"])] = int(entry.get("transactions", 0))
             self.last_extra = entry.get("extra") or {}
         elif entry.get("done"):
             self.users.add(entry["user"])
+            if entry.get("user_id"):
+                self.user_ids[entry["user"]] = str(entry["user_id"])
 
     def _write(self, entry: dict[str, Any]) -> None:
         if self._file is None:
@@ -189,12 +229,18 @@ class Checkpoint:
         self._file.flush()
         self._replay(entry)
 
-    def account_done(self, user: str, account_id: str, extra: Mapping[str, Any] | None = None
-                     ) -> None:
-        self._write({"user": user, "account": account_id, "extra": dict(extra or {})})
+    def account_done(self, user: str, account_id: str, extra: Mapping[str, Any] | None = None,
+                     *, transactions: int | None = None) -> None:
+        entry: dict[str, Any] = {"user": user, "account": account_id, "extra": dict(extra or {})}
+        if transactions is not None:
+            entry["transactions"] = transactions
+        self._write(entry)
 
-    def user_done(self, user: str) -> None:
-        self._write({"user": user, "done": True})
+    def user_done(self, user: str, *, user_id: str | None = None) -> None:
+        entry: dict[str, Any] = {"user": user, "done": True}
+        if user_id is not None:
+            entry["user_id"] = user_id
+        self._write(entry)
 
     def close(self) -> None:
         if self._file is not None:
@@ -206,6 +252,7 @@ class Checkpoint:
 class _AccountDone:
     report: UserReport
     account_id: str
+    transactions: int
 
 
 @attrs.frozen
@@ -231,18 +278,30 @@ async def _all_or_nothing(jobs: list[Coroutine[Any, Any, None]]) -> None:
 class BulkRun:
     """An async iterator of `Batch`; `result` once it is exhausted. See the module doc.
 
+    `users`: `BulkUser` values (``BulkUser.with_password(email, password)``,
+    ``BulkUser.with_token(access_token, refresh_token)``) or plain ``(email, password)``
+    tuples, in a list or any (async) iterable; a list is checked here, before any
+    request (anything else raises `ArgumentError`). `on_token(user, token)` is called
+    with each token a token user's session obtains: refresh tokens are single-use, so
+    keep ``token.access_token``/``token.refresh_token`` for the next run.
+
     Which transactions: a `TransactionFilter` as `filter`, or its fields as keywords
     (``since=``, ``start_date=``, ``statuses=``...); the fetcher chooses `account_id`
     and the order itself.
     """
 
-    def __init__(self, client: OxlinClient, users: Iterable[BulkUser] | AsyncIterable[BulkUser],
+    def __init__(self, client: OxlinClient,
+                 users: Iterable[BulkUser | tuple[str, str]]
+                 | AsyncIterable[BulkUser | tuple[str, str]],
                  *, concurrency: int = 32, per_user_concurrency: int = 4, buffer: int = 64,
                  filter: TransactionFilter | None = None,
                  checkpoint: Checkpoint | str | os.PathLike[str] | None = None,
                  checkpoint_extra: Callable[[], Mapping[str, Any]] | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
-                 progress_interval: float = 0.2, **filters: Any) -> None:
+                 progress_interval: float = 0.2,
+                 on_user_done: Callable[[UserReport], None] | None = None,
+                 on_token: Callable[[BulkUser, Token], None] | None = None,
+                 **filters: Any) -> None:
         for name, value in (("concurrency", concurrency),
                             ("per_user_concurrency", per_user_concurrency), ("buffer", buffer)):
             if not isinstance(value, int) or value < 1:
@@ -255,7 +314,16 @@ class BulkRun:
         if self.filter.account_id is not None:
             raise ArgumentError("account_id", "is chosen by the bulk fetcher")
         self._client = client
+        if isinstance(users, (list, tuple)):
+            users = [BulkUser.of(u) for u in users]  # a wrong kind of user fails here, early
+        elif not isinstance(users, (Iterable, AsyncIterable)) or isinstance(users, (str, bytes)):
+            raise ArgumentError("users", "must be an iterable (or async iterable) of BulkUser "
+                                         f"or (email, password) tuples, got {users!r:.40}")
         self._users = users
+        self._on_token = on_token
+        #: user key by Oxlin user id: two keys of one user (an e-mail and a token, two
+        #: token pairs) are the same user, fetched once
+        self._owners: dict[str, str] = {}
         self.concurrency = concurrency
         self.per_user_concurrency = per_user_concurrency
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=buffer)
@@ -263,8 +331,13 @@ class BulkRun:
                            else Checkpoint(checkpoint))
         self._checkpoint_extra = checkpoint_extra
         self._on_progress = on_progress
+        #: called in the consumer's task once a user is over, all its batches taken
+        self._on_user_done = on_user_done
         self._interval = progress_interval
         self._reports: list[UserReport] = []
+        # The categories' names, read once per run with the first user's token.
+        self._categories: dict[str, str] | None = None
+        self._categories_lock = asyncio.Lock()
         # Running totals, so that progress costs the same at user 10 and at user 10**6:
         # users in flight keep their own stats until they are folded in here.
         self._active: dict[int, tuple[UserReport, RequestStats]] = {}
@@ -305,11 +378,14 @@ class BulkRun:
                 elif isinstance(item, _AccountDone):
                     if self.checkpoint is not None:
                         extra = self._checkpoint_extra() if self._checkpoint_extra else None
-                        self.checkpoint.account_done(item.report.user, item.account_id, extra)
+                        self.checkpoint.account_done(item.report.user, item.account_id, extra,
+                                                     transactions=item.transactions)
                 elif isinstance(item, _UserDone):
                     report = item.report
+                    if self._on_user_done is not None:
+                        self._on_user_done(report)
                     if report.status == "done" and self.checkpoint is not None:
-                        self.checkpoint.user_done(report.user)
+                        self.checkpoint.user_done(report.user, user_id=report.user_id)
                     self._fold(report)
                     self._progress(force=True)
             await self._supervisor  # re-raises what went wrong outside any one user
@@ -365,10 +441,10 @@ class BulkRun:
     async def _user_source(self) -> AsyncGenerator[BulkUser, None]:
         if isinstance(self._users, AsyncIterable):
             async for user in self._users:
-                yield user
+                yield BulkUser.of(user)
         else:
             for user in self._users:
-                yield user
+                yield BulkUser.of(user)
 
     async def _supervise(self) -> None:
         everyone = asyncio.Semaphore(self.concurrency)
@@ -409,7 +485,10 @@ class BulkRun:
             # A malformed e-mail or password is this user's failure, not the run's.
             # Every request of this view, token requests included, counts into `stats`
             # and holds a slot of this user's and of the job's limits.
-            user_client = user.user_client(self._client).with_options(
+            on_token = self._on_token
+            user_client = user.user_client(
+                self._client, on_token=None if on_token is None
+                else lambda token: on_token(user, token)).with_options(
                 limits=(asyncio.Semaphore(self.per_user_concurrency), everyone), stats=stats)
         except OxlinError as error:
             report.status, report.error = "failed", str(error)
@@ -428,9 +507,18 @@ class BulkRun:
                 with contextlib.suppress(PermissionDeniedError):
                     await user_client.users.me()
 
+        async def read_categories() -> None:
+            async with self._categories_lock:  # one request per run, not per user
+                if self._categories is None:
+                    # a category without a name (a tolerant field) leaves the cell empty
+                    self._categories = {c.id: c.label
+                                        for c in await user_client.categories.list()
+                                        if c.label is not None}
+
         try:
-            await _all_or_nothing([list_accounts(), learn_id()])
+            await _all_or_nothing([list_accounts(), learn_id(), read_categories()])
             report.user_id = user_client.user_id
+            self._claim(user.key, report.user_id)
             todo = [a for a in accounts if self.checkpoint is None
                     or (user.key, a.id) not in self.checkpoint.accounts]
             report.accounts = len(accounts)
@@ -448,17 +536,31 @@ class BulkRun:
             await user_client.tokens.aclose()
         await self._queue.put(_UserDone(report))
 
+    def _claim(self, key: str, user_id: str | None) -> None:
+        """`key` is Oxlin user `user_id`: refused if another key of this export is."""
+        if user_id is None:
+            return
+        if not self._owners and self.checkpoint is not None:
+            self._owners = {uid: k for k, uid in self.checkpoint.user_ids.items()}
+        owner = self._owners.setdefault(user_id, key)
+        if owner != key:
+            raise ArgumentError("users", f"{key} is the same Oxlin user (id {user_id}) as "
+                                         f"{owner}: exported once, as {owner}")
+
     async def _fetch_account(self, user_client: UserClient, report: UserReport,
                              account: Account) -> None:
         walk = user_client.transactions.list(filter=self.filter, account_id=account.id,
                                              prefetch=self.per_user_concurrency)
+        delivered = 0
         async for page in walk.pages():
+            delivered += len(page)
             report.pages += 1
             report.transactions += len(page)
             self._transactions += len(page)
             newest = max(t.import_date for t in page)
             if report.last_import_date is None or newest > report.last_import_date:
                 report.last_import_date = newest
-            await self._queue.put(Batch(report.user, account, page))
+            await self._queue.put(Batch(report.user, account, page, report.user_id,
+                                        self._categories or {}))
             self._progress()
-        await self._queue.put(_AccountDone(report, account.id))
+        await self._queue.put(_AccountDone(report, account.id, delivered))

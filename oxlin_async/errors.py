@@ -26,13 +26,17 @@ __all__ = [
     "NotFoundError",
     "OAuthError",
     "OxlinError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ServerError",
     "ServiceUnavailableError",
     "SettleTimeoutError",
+    "TokenRenewalError",
     "TransportError",
+    "UnexpectedStatusError",
     "api_error_from_response",
 ]
 
@@ -85,18 +89,33 @@ class RequestTimeoutError(TransportError):
 
 
 _EXCERPT_CHARS = 200
-# Token answers carry secrets; a wrong-shaped one must not leak them into an excerpt.
+_EXCERPT_SCAN = 4000
+#: A key whose value is a secret, in any case (``Access_Token``, ``token``, ``id_token``;
+#: not ``token_type``).
+_SECRET_KEY = r"[\w.-]*(?:token|secret|password|session_id|authorization)"
+# The value: a quoted string (escaped quotes included, or cut off by the excerpt), an
+# array or object (up to its first closing bracket), or a bare word.
 _SECRET_RE = re.compile(
-    r"""(?P<k>["']?(?:access_token|refresh_token|id_token|client_secret|password|session_id)["']?)"""
-    r"""(?P<sep>\s*[:=]\s*["']?)[^"'&\s,}]*"""
+    r"""(?P<k>["']?""" + _SECRET_KEY + r"""["']?\s*[:=]\s*)"""
+    r"""(?P<v>"(?:[^"\\]|\\.)*(?:"|\\?$)|'(?:[^'\\]|\\.)*(?:'|\\?$)"""
+    r"""|\[[^\]]*(?:\]|$)|\{[^}]*(?:\}|$)|[^"'&\s,}\]]*)""",
+    re.IGNORECASE,
 )
+
+
+def _mask(match: re.Match[str]) -> str:
+    value = match["v"]
+    quote = value[:1] if value[:1] in ("'", '"') else ""
+    closed = quote if len(value) > 1 and value.endswith(quote) and quote else ""
+    return f"{match['k']}{quote}***{closed}"
 
 
 def _excerpt(body: bytes | str | None) -> str | None:
     if body is None:
         return None
-    text = body if isinstance(body, str) else body[:4000].decode("utf-8", "replace")
-    text = _SECRET_RE.sub(r"\g<k>\g<sep>***", text[:4000])
+    raw = body[:_EXCERPT_SCAN]
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    text = _SECRET_RE.sub(_mask, text)
     return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 1] + "…"
 
 
@@ -105,7 +124,7 @@ class DecodeError(OxlinError):
 
     ``status`` and ``request_id`` may be filled in after construction by the layer that
     knows them; the message follows. ``excerpt`` is at most 200 characters of the body,
-    with token-like values masked.
+    with token-like values masked (None for a token answer, which is never excerpted).
     """
 
     def __init__(
@@ -129,6 +148,37 @@ class DecodeError(OxlinError):
         if self.request_id is not None:
             ctx.append(f"request_id={self.request_id}")
         return f"{self.message} ({', '.join(ctx)})" if ctx else self.message
+
+
+class ResponseTooLargeError(DecodeError):
+    """A response body above the client's ``max_body_size``; ``limit`` is that size in
+    bytes. The rest of the body was not read."""
+
+    def __init__(self, message: str, *, limit: int, status: int | None = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message, status=status, request_id=request_id)
+        self.limit = limit
+
+
+class TokenRenewalError(OxlinError):
+    """A token could not be obtained for a reason other than an OAuth error: the token
+    endpoint granted tokens that expired before they arrived (a server fault), the
+    renewal ran past its deadline, or it gave up after its attempt cap. ``reason`` says
+    which, in words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot obtain a usable token: {reason}")
+        self.reason = reason
+
+
+class PaginationError(OxlinError):
+    """A list walk that cannot end: a full page brought nothing new or repeated the
+    previous page (a server ignoring ``page``), or the walk reached ``max_pages``.
+    ``page`` is the page number where it stopped."""
+
+    def __init__(self, message: str, *, page: int) -> None:
+        super().__init__(message)
+        self.page = page
 
 
 class APIError(OxlinError):
@@ -194,6 +244,48 @@ class _WithRetryAfter(APIError):
         if self.retry_after is not None:
             ctx.append(f"retry_after={self.retry_after:g}s")
         return ctx
+
+
+class UnexpectedStatusError(APIError):
+    """A status the operation does not document (docs/oxlin-api), a redirect included:
+    redirects are never followed, so no credential leaves for another URL. ``location``
+    is the redirect's ``Location`` header (credentials stripped), or None."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str | None = None,
+        description: str | None = None,
+        *,
+        request_id: str | None = None,
+        method: str | None = None,
+        url: str | URL | None = None,
+        location: str | None = None,
+    ) -> None:
+        self.location = _safe_location(location)
+        super().__init__(
+            status, code, description, request_id=request_id, method=method, url=url
+        )
+
+    def _message(self) -> str:
+        what = (f"redirected to {self.location}, which is not followed"
+                if self.location is not None and 300 <= self.status <= 399
+                else "a status this operation does not document")
+        msg = f"{self.status} {self.code}" if self.code else str(self.status)
+        msg += f": {what}"
+        if self.description:
+            msg += f" ({self.description})"
+        ctx = self._context()
+        return f"{msg} ({', '.join(ctx)})" if ctx else msg
+
+
+def _safe_location(location: str | None) -> str | None:
+    if location is None:
+        return None
+    try:
+        return _safe_url(location)[:_DESCRIPTION_CHARS]  # type: ignore[index]
+    except (ValueError, TypeError):
+        return "(an unreadable URL)"
 
 
 class BadRequestError(APIError):
@@ -276,7 +368,7 @@ _DESCRIPTION_CHARS = 500
 def _parse_error_body(body: bytes) -> tuple[str | None, str | None]:
     try:
         data = json.loads(body)
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError; a deep nest
         return None, None
     if not isinstance(data, dict):
         return None, None
@@ -312,13 +404,27 @@ def api_error_from_response(
     url: str | URL | None = None,
     retry_after: float | None = None,
     oauth: bool = False,
+    documented: bool = True,
+    location: str | None = None,
+    redact: tuple[str, ...] = (),
 ) -> APIError:
     """Build the exception for an error answer: by status first, by ``error`` code second.
 
     ``oauth=True`` is for the token endpoint, whose errors become :class:`OAuthError`
     (429 and 5xx still give :class:`RateLimitError` and :class:`ServerError`).
+    ``documented=False`` (a 3xx, a 2xx the operation does not answer, a 1xx) gives
+    :class:`UnexpectedStatusError` naming `location`. Each of `redact` (the secrets the
+    request sent) is masked where the description echoes it, as are secret-looking values.
     """
     code, description = _parse_error_body(body)
+    if description is not None:
+        for secret in redact:
+            if secret:
+                description = description.replace(secret, "***")
+        description = _SECRET_RE.sub(_mask, description)
+    if not documented:
+        return UnexpectedStatusError(status, code, description, request_id=request_id,
+                                     method=method, url=url, location=location)
     cls = _classify(status, code, oauth)
     if issubclass(cls, _WithRetryAfter):
         return cls(

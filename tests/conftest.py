@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from _api import Api
 from _payloads import PARSERS, Decoder
+from _postgres import pg_database, pg_server  # noqa: F401 - fixtures of every test module
 
 import oxlin_async as ox
 from oxlin_async._convert import structure, structure_list

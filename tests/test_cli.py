@@ -9,7 +9,6 @@ sizes and seed is the ground truth of the command's embedded one.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -17,64 +16,26 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import Truth, assert_exact, truth
-
-from oxlin_async import cli
-from oxlin_async._export import COLUMNS
-from oxlin_async.testing import OxlinSandbox
-
-ENV_VARS = ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET")
-
+from _helpers import (
+    ENV_VARS,
+    assert_exact,
+    clean_env,
+    lines_of,
+    population,
+    read_csv,
+    read_jsonl,
+    report_of,
+    rows_to_truth,
+    run,
+    stop_export_when,
+    truth,
+)
 
 # ----------------------------------------------------------------------------- helpers
-def population(users: int = 20, seed: int = 1, accounts: int = 3,
-               transactions: int = 100) -> OxlinSandbox:
-    """The CLI's defaults: 20 users, seed 1, 3 accounts of 100 transactions."""
-    return OxlinSandbox(users=users, seed=seed, accounts_per_user=accounts,
-                        transactions_per_account=transactions)
-
-
-def rows_to_truth(rows: Iterable[dict[str, Any]]) -> Truth:
-    out: Truth = {}
-    for row in rows:
-        key = (row["user"], str(row["id"]))
-        assert key not in out, f"exported twice: {key}"
-        out[key] = (str(row["account_id"]), Decimal(str(row["amount"])))
-    return out
-
-
-def read_jsonl(path: Path) -> Truth:
-    with path.open(encoding="utf-8") as f:
-        return rows_to_truth(json.loads(line, parse_float=Decimal) for line in f)
-
-
-def read_csv(path: Path) -> Truth:
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames or ()) == COLUMNS
-        return rows_to_truth(reader)
-
-
-def run(args: Sequence[str]) -> int:
-    """`oxlin-async ARGS` in this process; argparse errors exit, which gives their status."""
-    try:
-        return cli.main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-
-
-def report_of(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ENV_VARS}
 
 
 @pytest.fixture(autouse=True)
@@ -184,32 +145,14 @@ def test_sqlite_twice_into_one_database(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------- kill and resume
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
 
 
 def test_killed_then_resumed(tmp_path: Path) -> None:
     args = ["export", "--sandbox", "--sandbox-users", "30", "--sandbox-seed", "13",
             "--sandbox-latency-ms", "30", "--concurrency", "2", "--checkpoint", "CP",
             "--out", "tx.jsonl", "--quiet"]
-    process = subprocess.Popen([sys.executable, "-m", "oxlin_async", *args], cwd=tmp_path,
-                               env=clean_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while _lines(tmp_path / "CP") < 6:
-            assert process.poll() is None, "finished before it could be killed"
-            assert time.monotonic() < deadline, "no checkpoint progress"
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-        assert process.stderr is not None
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    status, _ = stop_export_when(args, tmp_path, lambda: lines_of(tmp_path / "CP") >= 6)
+    assert status == -signal.SIGKILL
     assert not (tmp_path / "tx.jsonl").exists()
     assert (tmp_path / "tx.jsonl.part").exists()
     assert not (tmp_path / "tx.jsonl.report.json").exists()
@@ -405,14 +348,14 @@ def test_sandbox_command_serves(tmp_path: Path) -> None:
         assert process.stdout is not None
         seen: list[str] = []
         deadline = time.monotonic() + 30
-        while not any(line.startswith("client_id") for line in seen):
+        while not any(line.startswith("export OXLIN_CLIENT_ID=") for line in seen):
             assert time.monotonic() < deadline, seen
             line = process.stdout.readline()
             assert line, f"exited early: {seen} {process.stderr.read() if process.stderr else ''}"
             seen.append(line)
-        assert seen[0].startswith("Oxlin emulator serving on http://127.0.0.1:")
-        assert not seen[0].rstrip().endswith(":0")  # the port it really got
-        assert len(seen[-1].split()) == 2  # "client_id <id>"
+        assert seen[0].startswith("# Oxlin emulator serving on http://127.0.0.1:")
+        assert ":0 " not in seen[0]  # the port it really got
+        assert len(seen[-1].split("=")[1]) > 0  # "export OXLIN_CLIENT_ID=<id>"
     finally:
         process.terminate()
         process.wait(timeout=30)

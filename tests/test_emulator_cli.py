@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import re
+import shlex
 import sys
 from collections.abc import AsyncIterator, Sequence
 
@@ -37,21 +38,26 @@ async def _read_banner(proc: asyncio.subprocess.Process) -> Printed:
     users: list[tuple[str, str]] = []
     expected_users: int | None = None
     lines: list[str] = []
+    names = {"OXLIN_CLIENT_ID": "client_id", "OXLIN_CLIENT_SECRET": "client_secret",
+             "OXLIN_AUTH_URL": "auth", "OXLIN_API_URL": "api", "OXLIN_EMBED_URL": "embed"}
     while expected_users is None or len(users) < expected_users:
         raw = await asyncio.wait_for(proc.stdout.readline(), STARTUP_TIMEOUT)
         if not raw:
             raise AssertionError(f"the emulator exited early; it printed {lines!r}")
         line = raw.decode().rstrip("\n")
         lines.append(line)
+        # every line pastes into a shell: `export NAME=value`, or a `#` comment
+        assert line.startswith(("# ", "export ")), line
         if expected_users is not None:
-            email, password = line.split()
+            email, password = line.removeprefix("# ").split(",")
             users.append((email, password))
-        elif match := re.fullmatch(r"Oxlin emulator serving on (http://\S+)", line):
+        elif match := re.fullmatch(r"# Oxlin emulator serving on (http://\S+) \(Ctrl-C to stop\)",
+                                   line):
             fields["base"] = match[1]
-        elif match := (re.fullmatch(r"\s+(auth|api|embed)\s+(http://\S+).*", line)
-                       or re.fullmatch(r"(client_id|client_secret)\s+(\S+)", line)):
-            fields[match[1]] = match[2]
-        elif match := re.fullmatch(r"users \((\d+)\):", line):
+        elif line.startswith("export "):
+            name, value = shlex.split(line)[1].split("=", 1)
+            fields[names[name]] = value
+        elif match := re.fullmatch(r"# users \((\d+)\), email,password:", line):
             expected_users = int(match[1])
     return Printed(fields["base"], fields["auth"], fields["api"], fields["embed"],
                    fields["client_id"], fields["client_secret"], users)

@@ -13,7 +13,7 @@ import pytest
 import oxlin_async._export as export
 from oxlin_async._convert import structure
 from oxlin_async._rows import COLUMNS
-from oxlin_async.bulk import UserReport
+from oxlin_async.bulk import Batch, UserReport
 from oxlin_async.models import Account, Transaction
 
 BASE = {"id": "1", "account_id": "2", "currency": "EUR", "type": "DEBIT", "origin": "ORIGINAL",
@@ -24,10 +24,16 @@ ITEMS = [
     {**BASE, "id": "4", "amount": 1234567890123.45, "label": "big", "booking_date": 0},
 ]
 
+ACCOUNT = structure({
+    "id": "2", "connection_id": "9", "name": "Compte", "type": "CHECKINGS", "status": "ACTIVE",
+    "currency": "EUR", "balance": 10.5, "balance_date": 1639954800,
+    "creation_date": 1639954800}, Account)
+
 
 def lines(path: Path, writer_cls: type[export.JsonLinesWriter]) -> list[object]:
     writer = writer_cls(str(path), resume_offset=None)
-    writer.write("jane@example.com", None, [structure(i, Transaction) for i in ITEMS])  # type: ignore[arg-type]
+    writer.write(Batch("jane@example.com", ACCOUNT, [structure(i, Transaction) for i in ITEMS],
+                       "7", {"P": "Pets"}))
     writer.finish()
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -39,19 +45,19 @@ def test_orjson_and_stdlib_paths_write_the_same_records(tmp_path: Path,
     monkeypatch.setattr(export, "orjson", None)
     slow = lines(tmp_path / "slow.jsonl", export.JsonLinesWriter)
     assert fast == slow
-    assert [r["amount"] for r in fast] == [-79.99, 1200, 1234567890123.45]  # type: ignore[index]
-    assert fast[0]["day"] == "2021-12-20"  # type: ignore[index]  # the Paris date
+    # exact decimal text with two decimals (the row contract), never a JSON number
+    assert [r["amount"] for r in fast] == [  # type: ignore[index]
+        "-79.99", "1200.00", "1234567890123.45"]
+    assert fast[0]["date"] == "2021-12-20"  # type: ignore[index]  # the Paris date
+    assert fast[0]["category"] == "Pets"  # type: ignore[index]
     assert fast[1]["status"] == "NOT_YET_KNOWN"  # type: ignore[index]
 
 
 # ----------------------------------------------------------------- one row, every format
 def _write(fmt: str, path: Path) -> None:
     writer = export.open_writer(fmt, str(path), resume_offset=None)
-    account = structure({
-        "id": "2", "connection_id": "9", "name": "Compte", "type": "CHECKINGS",
-        "status": "ACTIVE", "currency": "EUR", "balance": 10.5,
-        "balance_date": 1639954800, "creation_date": 1639954800}, Account)
-    writer.write("jane@example.com", account, [structure(i, Transaction) for i in ITEMS])
+    writer.write(Batch("jane@example.com", ACCOUNT, [structure(i, Transaction) for i in ITEMS],
+                       "7", {"P": "Pets"}))
     writer.record_users([UserReport("jane@example.com", status="done", user_id="7")])
     writer.commit()
     writer.finish()
@@ -69,7 +75,7 @@ def test_every_format_writes_the_row_columns_in_order(tmp_path: Path) -> None:
     by_id = {r[COLUMNS.index("id")]: dict(zip(COLUMNS, r, strict=True)) for r in rows[1:]}
     assert by_id["1"]["amount"] == "-79.99" and by_id["1"]["notes"] == "a\nb"
     assert by_id["3"]["value_date"] == ""  # left out by the API: an empty cell
-    assert by_id["1"]["day"] == "2021-12-20"  # the Paris date of 2021-12-19T23:00Z
+    assert by_id["1"]["date"] == "2021-12-20"  # the Paris date of 2021-12-19T23:00Z
 
     _write("sqlite", tmp_path / "tx.db")
     db = sqlite3.connect(tmp_path / "tx.db")
@@ -78,11 +84,14 @@ def test_every_format_writes_the_row_columns_in_order(tmp_path: Path) -> None:
                  in db.execute("PRAGMA table_info(transactions)")]
         names = ["user_key" if n == "user" else n for n in COLUMNS]
         # the keys first (as in databases written by earlier versions), then the row's order
+        # (and beside the amount's text, its integer minor units: sums are exact)
         assert [t[0] for t in table] == ["id", "account_id", "user_key"] + [
-            n for n in names if n not in ("id", "account_id", "user_key")]
+            n for n in names if n not in ("id", "account_id", "user_key")] + ["amount_minor"]
         assert {t[0] for t in table if t[3]} == {"id"}
         assert {t[0] for t in table if t[2]} == {"account_id", "user_key", "amount"}
-        assert {t[1] for t in table} == {"TEXT"}
+        assert {t[1] for t in table if t[0] != "amount_minor"} == {"TEXT"}
+        assert db.execute("SELECT SUM(amount_minor) FROM transactions").fetchone() == (
+            -7999 + 120000 + 123456789012345,)
         # the same text as the CSV cells (where an empty cell is SQL NULL)
         stored = db.execute(f"SELECT {', '.join(names)} FROM transactions").fetchall()
         assert sorted(["" if v is None else v for v in r] for r in stored) == sorted(rows[1:])
@@ -109,7 +118,7 @@ def test_a_row_of_other_columns_is_an_edit_of_row_alone(monkeypatch: pytest.Monk
         "id": "2", "connection_id": "9", "name": "Compte", "type": "SAVINGS",
         "status": "ACTIVE", "currency": "EUR", "balance": 10.5,
         "balance_date": 1639954800, "creation_date": 1639954800}, Account)
-    rows = _rows.encoder({Kind.DECIMAL: str, Kind.ENUM: str})(
-        "jane@example.com", account, [structure(i, Transaction) for i in ITEMS[:2]])
+    rows = _rows.encoder({Kind.DECIMAL: str, Kind.ENUM: str})(Batch(
+        "jane@example.com", account, [structure(i, Transaction) for i in ITEMS[:2]]))
     assert rows == [["1", "jane@example.com", "9", "-79.99", "SAVINGS", "a\nb"],
                     ["3", "jane@example.com", "9", "1200", "SAVINGS", None]]

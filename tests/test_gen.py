@@ -336,6 +336,13 @@ class NoKind:
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
+class Holder:
+    """A strict nested model (the public Owner reads its name tolerantly)."""
+
+    name: str
+
+
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Composite:
     """Kinds the public models use only in simpler combinations."""
 
@@ -343,7 +350,7 @@ class Composite:
     stamps: Mapping[str, dt.datetime]
     colours: tuple[Colour | str, ...]
     note: str | None  # required, but may be null
-    nested: tuple[Owner, ...] = ()
+    nested: tuple[Holder, ...] = ()
     names: Mapping[str, str] = attrs.field(factory=dict)  # fails the guard
 
 
@@ -353,7 +360,7 @@ class CompositePlain:
     stamps: Mapping[str, dt.datetime]
     colours: tuple[Colour | str, ...]
     note: str | None
-    nested: tuple[Owner, ...] = ()
+    nested: tuple[Holder, ...] = ()
     names: Mapping[str, str] = {}  # never mutated: a shared default is fine
 
 
@@ -374,7 +381,7 @@ def test_composite_kinds_agree_on_both_paths(cls: type[Any]) -> None:
     assert x.stamps == {"a": dt.datetime(1970, 1, 1, tzinfo=UTC),
                         "b": dt.datetime(2021, 12, 19, 23, 0, tzinfo=UTC)}
     assert x.colours == (Colour.RED, "PINK") and x.note is None
-    assert x.nested == (Owner(name="JANE DOE"),) and x.names == {"x": "y"}
+    assert x.nested == (Holder(name="JANE DOE"),) and x.names == {"x": "y"}
     for key, bad in [("note", 5), ("amounts", [True]), ("stamps", {"a": 1.0}),
                      ("colours", [1]), ("nested", [{}]), ("names", {"x": 1}),
                      ("stamps", [0])]:
@@ -427,12 +434,16 @@ def test_every_field_of_the_public_models_has_a_kind() -> None:
     used = set()
     for cls in _public_models():
         for a in attrs.fields(attrs.resolve_types(cls)):
-            kind, _, optional = _gen.field_kind(a)
-            assert kind in _gen.KINDS
+            kind, _, optional = _gen.field_kind(a, cls)
+            # a non-essential field's kind is a tolerant variant of one of the table's
+            tolerant = isinstance(kind, _gen.Tolerant)
+            assert tolerant is bool(a.metadata.get(_gen.TOLERANT))
+            inner = kind.inner if isinstance(kind, _gen.Tolerant) else kind
+            assert inner in _gen.KINDS
             assert optional is (a.default is not attrs.NOTHING)
-            used.add(kind.name)
+            used.add(inner.name)
     assert used >= {"str", "bool", "JSON object", "exact amount", "epoch timestamp",
-                    "enum or unknown str", "tuple", "mapping", "nested model"}
+                    "enum or unknown str", "tuple", "mapping", "nested model", "JSON value"}
 
 
 # -- no coercion ---------------------------------------------------------------------------
@@ -452,18 +463,11 @@ TX = SAMPLES[Transaction]
         (Transaction, "amount", False),
         (Transaction, "amount", "-79.99"),
         (Transaction, "id", 2433482741),  # a number is not a string
-        (Transaction, "notes", 0),
         (Transaction, "type", 1),  # nor an enum value
-        (Transaction, "remittance_information", [1]),
-        (Transaction, "remittance_information", [True]),
         (Account, "balance", True),
-        (Account, "usage", 0),
-        (Connection, "auto_sync", 1),  # a number is not a bool
-        (Connection, "consent_per_account", 0),
-        (Channel, "account_types", [True]),
-        (Channel, "eligible_accounts", 1),
+        (Account, "currency", 978),
+        (Connection, "status", 0),
         (User, "creation_date", 1639524127.5),
-        (Category, "parent", {"id": 1, "label": "x"}),
     ],
 )
 def test_no_silent_coercion_on_either_path(cls: type[Any], field: str, value: Any) -> None:
@@ -477,6 +481,38 @@ def test_no_silent_coercion_on_either_path(cls: type[Any], field: str, value: An
     assert decoder is not None
     with pytest.raises(ValueError):
         decoder(body)
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "value"),
+    [
+        (Transaction, "notes", 0),
+        (Transaction, "remittance_information", [1]),
+        (Transaction, "remittance_information", [True]),
+        (Account, "usage", 0),
+        (Connection, "auto_sync", 1),  # a number is not a bool
+        (Connection, "consent_per_account", 0),
+        (Channel, "account_types", [True]),
+        (Channel, "eligible_accounts", 1),
+        (Category, "parent", {"id": 1, "label": "x"}),
+        (User, "birthdate", 482198400.5),
+    ],
+)
+def test_no_silent_coercion_of_non_essential_fields_either(
+        cls: type[Any], field: str, value: Any) -> None:
+    # A value of the wrong type in a non-essential field is not coerced: it is left out
+    # (docs/oxlin-api §15), the same on every path.
+    body = orjson.dumps([SAMPLES[cls], {**SAMPLES[cls], field: value}])
+    first, _ = structure_list(orjson.loads(body), cls)
+    default = attrs.fields_dict(cls)[field].default
+    expected = [first, attrs.evolve(first, **{field: default})]
+    assert getattr(first, field) != default
+    for data in (orjson.loads(body), _convert._loads_stdlib(body)):
+        assert structure_list(data, cls) == expected
+        assert structure(data[1], cls) == expected[1]
+    decoder = _wire.page_decoder(cls)
+    assert decoder is not None
+    assert decoder(body) == expected
 
 
 @pytest.mark.parametrize("value", [[1], {"a": 1}, 3, None])
@@ -500,14 +536,14 @@ def _traceback_of(call: Callable[[], Any]) -> tuple[str, list[traceback.FrameSum
 
 def test_tracebacks_show_the_generated_source() -> None:
     hook = _convert.converter.get_structure_hook(Transaction)
-    text, frames = _traceback_of(lambda: hook({**TX, "label": 5}, Transaction))
+    text, frames = _traceback_of(lambda: hook({**TX, "account_id": 5}, Transaction))
     name = "<oxlin_async generated python oxlin_async.models.Transaction>"
     assert f'File "{name}"' in text
     (frame,) = [f for f in frames if f.filename == name]
     assert frame.name == "one"
     assert frame.line == "if type(r) is not str: raise _type_error('a string', r)"
-    # the line is the label's: the one after reading it
-    assert linecache.getline(name, frame.lineno - 1).strip() == "r = o['label']"
+    # the line is the account id's: the one after reading it
+    assert linecache.getline(name, frame.lineno - 1).strip() == "r = o['account_id']"
     linecache.checkcache()  # what debuggers and traceback do: the entry stays
     assert linecache.getline(name, frame.lineno).strip() == frame.line
 
@@ -515,7 +551,10 @@ def test_tracebacks_show_the_generated_source() -> None:
     assert decoder is not None
     far_future = orjson.dumps([{**TX, "date": 10**15}])  # beyond datetime's range
     text, frames = _traceback_of(lambda: decoder(far_future))
-    name = "<oxlin_async generated wire oxlin_async.models.Transaction>"
+    # the strict struct fails, then the tolerant one (tried for odd values) fails too,
+    # on the same (essential) field's line
+    name = "<oxlin_async generated tolerant wire oxlin_async.models.Transaction>"
+    assert "<oxlin_async generated wire oxlin_async.models.Transaction>" in text
     (frame,) = [f for f in frames if f.filename == name]
     assert frame.name == "page" and frame.line == "x.date = (_epoch_get(r) or _epoch(r))"
     assert "x.date = (_epoch_get(r) or _epoch(r))" in text

@@ -90,7 +90,7 @@ async def test_values_on_the_wire(traced: tuple[ox.UserClient, Sent]) -> None:
         ({"amount": "10.50"}, {"amount": "10.50"}),
         ({"amount": 12}, {"amount": "12"}),
         ({"amount": 0.1}, {"amount": "0.1"}),
-        ({"amount": -2.5e-7}, {"amount": "-0.00000025"}),
+        ({"amount": -2.5e-5}, {"amount": "-0.000025"}),  # 6 places at most (hardening)
         # a day: from its first second to its last, in Paris
         ({"start_date": dt.date(2025, 1, 1)}, {"start_date": str(JAN_1_2025_PARIS)}),
         ({"end_date": dt.date(2025, 1, 1)}, {"end_date": str(JAN_1_2025_PARIS + 86400 - 1)}),

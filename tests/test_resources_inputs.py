@@ -237,7 +237,9 @@ async def crafted() -> AsyncIterator[tuple[ox.OxlinClient, list[URL]]]:
         assert request.headers["Authorization"] == "Bearer at-client_credentials"
         email = (await request.json())["email"]
         location = {"slash@example.com": "/v2.1/users/42/",
-                    "absolute@example.com": "https://api.example/v2.1/users/43",
+                    "absolute@example.com": str(request.url.origin()) + "/v2.1/users/43",
+                    # another host's user is not ours (issue 9, item 12)
+                    "elsewhere@example.com": "https://api.example/v2.1/users/45",
                     "ok200@example.com": "/v2.1/users/44",
                     "words@example.com": "/v2.1/users/new"}.get(email)
         status = 200 if email == "ok200@example.com" else 201
@@ -308,6 +310,9 @@ async def test_create_user_reads_the_id_from_location(
     client, _ = crafted
     assert await client.users.create("slash@example.com", "pw") == "42"
     assert await client.users.create("absolute@example.com", "pw") == "43"
-    for email in ("ok200@example.com", "words@example.com", "none@example.com"):
+    for email in ("elsewhere@example.com", "words@example.com", "none@example.com"):
         with pytest.raises(ox.DecodeError):  # not a 201 with an id in Location
             await client.users.create(email, "pw")
+    with pytest.raises(ox.UnexpectedStatusError) as undocumented:  # POST /users says 201
+        await client.users.create("ok200@example.com", "pw")
+    assert undocumented.value.status == 200

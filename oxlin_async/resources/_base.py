@@ -32,8 +32,9 @@ class Resource:
             as_model(model), RequestOptions(method="GET", url=self._api(*segments)))
 
     def _list(self, model: type[T], path: str, params: Mapping[str, str], *, page_size: int,
-              max_items: int | None, start_page: int, prefetch: int) -> AsyncPaginator[T]:
-        check_page_options(page_size, max_items, start_page, prefetch)
+              max_items: int | None, start_page: int, prefetch: int,
+              max_pages: int | None = None) -> AsyncPaginator[T]:
+        check_page_options(page_size, max_items, start_page, prefetch, max_pages)
         url = self._api(path)
         requester = self._requester
         base = dict(params)
@@ -45,7 +46,7 @@ class Resource:
                                                                   params=query))
 
         return AsyncPaginator(fetch, page_size=page_size, max_items=max_items,
-                              start_page=start_page, prefetch=prefetch)
+                              start_page=start_page, prefetch=prefetch, max_pages=max_pages)
 
 
 def clean(params: Mapping[str, Any]) -> dict[str, str]:

@@ -20,7 +20,7 @@ class Accounts(Resource):
              usage: AccountUsage | str | None = None, q: str | None = None,
              sort: str | Sequence[str] | None = None, page_size: int = MAX_PAGE_SIZE,
              max_items: int | None = None, start_page: int = 1,
-             prefetch: int = 8) -> AsyncPaginator[Account]:
+             prefetch: int = 8, max_pages: int | None = None) -> AsyncPaginator[Account]:
         """The user's accounts, CLOSED ones included unless `status` filters.
 
         `q` matches a case-insensitive substring of the name, number or IBAN.
@@ -35,7 +35,8 @@ class Accounts(Resource):
             "sort": None if sort is None else p.sort("sort", sort, SORT_FIELDS),
         })
         return self._list(Account, "accounts", params, page_size=page_size,
-                          max_items=max_items, start_page=start_page, prefetch=prefetch)
+                          max_items=max_items, start_page=start_page, prefetch=prefetch,
+                          max_pages=max_pages)
 
     async def get(self, account_id: str) -> Account:
         return await self._get(Account, "accounts", p.ident("account_id", account_id))

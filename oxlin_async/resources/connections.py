@@ -21,7 +21,8 @@ class Connections(Resource):
     def list(self, *, status: ConnectionStatus | str | None = None,
              provider_id: str | None = None, sort: str | Sequence[str] | None = None,
              page_size: int = MAX_PAGE_SIZE, max_items: int | None = None,
-             start_page: int = 1, prefetch: int = 8) -> AsyncPaginator[Connection]:
+             start_page: int = 1, prefetch: int = 8,
+             max_pages: int | None = None) -> AsyncPaginator[Connection]:
         """The user's connections (``id`` order unless `sort`, e.g. ``"-creation_date"``)."""
         params = clean({
             "status": None if status is None else p.choice("status", status, ConnectionStatus),
@@ -29,7 +30,8 @@ class Connections(Resource):
             "sort": None if sort is None else p.sort("sort", sort, SORT_FIELDS),
         })
         return self._list(Connection, "connections", params, page_size=page_size,
-                          max_items=max_items, start_page=start_page, prefetch=prefetch)
+                          max_items=max_items, start_page=start_page, prefetch=prefetch,
+                          max_pages=max_pages)
 
     async def get(self, connection_id: str) -> Connection:
         return await self._get(Connection, "connections",

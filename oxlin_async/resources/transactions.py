@@ -24,7 +24,7 @@ class Transactions(Resource):
         since: When | None = None, category_id: str | None = None,
         start_import_date: When | None = None, sort: str | Sequence[str] | None = None,
         page_size: int = MAX_PAGE_SIZE, max_items: int | None = None, start_page: int = 1,
-        prefetch: int = 8,
+        prefetch: int = 8, max_pages: int | None = None,
     ) -> AsyncPaginator[Transaction]:
         """The user's transactions (all accounts unless `account_id`).
 
@@ -42,7 +42,8 @@ class Transactions(Resource):
         if sort is not None:
             query["sort"] = p.sort("sort", sort, SORT_FIELDS)
         return self._list(Transaction, "transactions", query, page_size=page_size,
-                          max_items=max_items, start_page=start_page, prefetch=prefetch)
+                          max_items=max_items, start_page=start_page, prefetch=prefetch,
+                          max_pages=max_pages)
 
     async def get(self, transaction_id: str) -> Transaction:
         return await self._get(Transaction, "transactions",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from yarl import URL
+
 from .. import _params as p
 from .._options import RequestOptions
 from .._transport import Response, as_nothing
@@ -35,12 +37,21 @@ def _check_password(password: object) -> str:
 
 
 def _created_user_id(response: Response) -> str:
+    """The id at the end of the 201's ``Location``: the reference's ``/v2.1/users/{id}``
+    or any other path ending in ``users/{id}``, resolved against the request's URL, on
+    the API's own scheme, host and port (a link elsewhere is not our user)."""
     location = response.headers.get("Location", "")
-    user_id = location.rstrip("/").rsplit("/", 1)[-1]
-    if response.status != 201 or not user_id.isdigit():
-        raise DecodeError("POST /users: expected 201 with a Location ending in the user id",
-                          status=response.status, request_id=response.request_id,
-                          body=location)
+    try:
+        target = response.url.join(URL(location))
+        same_origin = target.origin() == response.url.origin()
+        segments = target.path.rstrip("/").split("/")
+    except (ValueError, TypeError):
+        same_origin, segments = False, []
+    user_id = segments[-1] if len(segments) >= 2 and segments[-2] == "users" else ""
+    if not (same_origin and user_id.isascii() and user_id.isdigit()):
+        raise DecodeError("POST /users: expected a Location on the API's host ending in "
+                          "users/{id} (ASCII digits)", status=response.status,
+                          request_id=response.request_id, body=location[:200])
     return user_id
 
 
@@ -54,7 +65,8 @@ class ClientUsers(Resource):
         """
         body = {"email": _check_email(email), "password": _check_password(password)}
         return await self._requester.request(_created_user_id, RequestOptions(
-            method="POST", url=self._api("users"), json=body, idempotent=False))
+            method="POST", url=self._api("users"), json=body, idempotent=False,
+            expect=frozenset({201})))
 
 
 class Users(Resource):

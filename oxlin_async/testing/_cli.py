@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,13 +17,14 @@ DESCRIPTION = "Serve a local Oxlin emulator until interrupted."
 
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-                          prefix: str = "") -> None:
-    """The options that shape a sandbox; `prefix` is "sandbox-" where they share a CLI.
+                          prefix: str = "", *, users: int = 5) -> None:
+    """The options that shape a sandbox; `prefix` is "sandbox-" where they share a CLI,
+    `users` the default number of seeded users there.
 
     `parser` may be an argument group (``oxlin-async export`` groups them)."""
     p = f"--{prefix}"
-    parser.add_argument(f"{p}users", type=int, default=5, metavar="N",
-                        help="seeded users (default 5)")
+    parser.add_argument(f"{p}users", type=int, default=users, metavar="N",
+                        help=f"seeded users (default {users})")
     parser.add_argument(f"{p}seed", type=int, default=1, metavar="S",
                         help="seed of the population and the faults (default 1)")
     parser.add_argument(f"{p}accounts", type=int, default=3, metavar="N",
@@ -43,6 +45,9 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                         help="Retry-After of the injected 429 and 503 answers (default 1)")
     parser.add_argument(f"{p}token-lifetime", type=int, default=3600, metavar="S",
                         help="access-token lifetime in seconds (default 3600)")
+    parser.add_argument(f"{p}peer-shapes", action="store_true",
+                        help="answer with the shapes public connectors observe where they"
+                             " differ from the reference (docs/oxlin-api §15)")
 
 
 def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str = "127.0.0.1",
@@ -61,6 +66,7 @@ def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str =
     faults.latency = float(get("latency-ms")) / 1000
     faults.jitter = float(get("jitter-ms")) / 1000
     faults.retry_after = int(get("retry-after"))
+    faults.peer_shapes = bool(get("peer-shapes"))
     return OxlinSandbox(
         users=int(get("users")), seed=seed,
         accounts_per_user=int(get("accounts")),
@@ -71,16 +77,25 @@ def sandbox_from_args(args: argparse.Namespace, prefix: str = "", *, host: str =
 
 
 def describe(sandbox: OxlinSandbox) -> str:
+    """What to paste into a shell: ``export`` lines, then the export command for these
+    hosts; everything else is a ``#`` comment, so the whole text pastes cleanly."""
+    q = shlex.quote
     lines = [
-        f"Oxlin emulator serving on {sandbox.base_url}",
-        f"  auth  {sandbox.auth_url}   (POST /token)",
-        f"  api   {sandbox.api_url}",
-        f"  embed {sandbox.embed_url}",
-        f"client_id     {sandbox.client_id}",
-        f"client_secret {sandbox.client_secret}",
-        f"users ({len(sandbox.users)}):",
+        f"# Oxlin emulator serving on {sandbox.base_url} (Ctrl-C to stop)",
+        f"#   auth  {sandbox.auth_url}   (POST /token)",
+        f"#   api   {sandbox.api_url}",
+        f"#   embed {sandbox.embed_url}",
+        f"export OXLIN_CLIENT_ID={q(sandbox.client_id)}",
+        f"export OXLIN_CLIENT_SECRET={q(sandbox.client_secret)}",
+        f"export OXLIN_AUTH_URL={q(str(sandbox.auth_url))}",
+        f"export OXLIN_API_URL={q(str(sandbox.api_url))}",
+        f"export OXLIN_EMBED_URL={q(str(sandbox.embed_url))}",
+        "# then, with a users file of the lines below (without '# '):",
+        "#   oxlin-async export --users users.csv --out tx.jsonl",
+        f"# users ({len(sandbox.users)}), email,password:",
     ]
-    lines += [f"  {u.email}  {u.password}" for u in sandbox.users]
+    lines += [f"# {u.email},{u.password}" for u in sandbox.users]
+    lines.append("# Ctrl-C to stop")
     return "\n".join(lines)
 
 

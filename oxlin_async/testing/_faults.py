@@ -16,6 +16,7 @@ import attrs
 from aiohttp import web
 
 from ._http import json_error
+from ._peer import peer_body
 
 _ERRORS = {
     429: ("TOO_MANY_REQUESTS", "Rate limit exceeded, retry later"),
@@ -48,6 +49,10 @@ class Faults:
     rate_early_expiry: float = 0.0
     #: on each GET /transactions, insert this many new transactions into the listed data
     insert_while_paging: int = 0
+    #: answer with the shapes public connectors observe where they differ from the
+    #: reference (docs/oxlin-api §15): a string ``classification``, ``owner: {}``, empty
+    #: ``loan``/``savings``/``credit_card``, extra transaction fields (see `_peer`)
+    peer_shapes: bool = False
     #: Retry-After sent with injected 429 and 503 answers, in whole seconds
     retry_after: int = 1
     #: path prefixes that faults apply to (the widget's pages are left alone, but not the
@@ -118,6 +123,9 @@ def fault_middleware(faults: Faults, on_fault: Callable[[str], None]
             headers = {"Retry-After": str(faults.retry_after)} if outcome in (429, 503) else None
             return json_error(outcome, code, text, headers)
         response = await handler(request)
+        if (faults.peer_shapes and response.status == 200 and isinstance(response, web.Response)
+                and isinstance(response.body, bytes)):
+            response.body = peer_body(request.path, response.body)
         if outcome is None or not isinstance(response, web.Response) or response.status >= 300:
             return response
         body = bytes(response.body) if isinstance(response.body, (bytes, bytearray)) else b""

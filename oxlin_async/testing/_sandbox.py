@@ -38,7 +38,8 @@ class OxlinSandbox:
     ``async with OxlinSandbox(users=3, seed=7) as sandbox:`` starts it on 127.0.0.1 (a free
     port unless `port` is given); ``sandbox.environment`` points an `OxlinClient` at it,
     ``sandbox.users`` holds the seeded users' credentials, ``sandbox.state`` is the ground
-    truth and ``sandbox.faults`` what goes wrong.
+    truth and ``sandbox.faults`` what goes wrong. ``peer_shapes=True`` makes it answer with
+    the shapes public connectors observe instead of the reference's (docs/oxlin-api §15).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class OxlinSandbox:
         client_secret: str | None = None,
         token_lifetime: int = 3600,
         faults: Faults | None = None,
+        peer_shapes: bool = False,
     ) -> None:
         rng = random.Random(f"oxlin-sandbox:{seed}")
         self.client_id = client_id or str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -62,6 +64,8 @@ class OxlinSandbox:
         self.state = EmulatorState(token_lifetime=token_lifetime)
         self.state.add_client(Client(self.client_id, self.client_secret))
         self.faults = faults if faults is not None else Faults(seed=seed)
+        if peer_shapes:  # shorthand for Faults(peer_shapes=True): docs/oxlin-api §15
+            self.faults.peer_shapes = True
         self.population = Population(self.state, users=users, seed=seed,
                                      accounts_per_user=accounts_per_user,
                                      transactions_per_account=transactions_per_account)
@@ -94,6 +98,7 @@ class OxlinSandbox:
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self._port = sock.getsockname()[1]
         self._base = f"http://{self._host}:{self._port}"
+        self.state.base_url = self._base
         return self
 
     async def close(self) -> None:

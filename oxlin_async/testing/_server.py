@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -62,7 +63,8 @@ def _client_from_request(state: EmulatorState, request: web.Request,
     else:
         raise OAuthProblem("invalid_client", "client authentication is missing", 401)
     client = state.clients.get(client_id)
-    if client is None or client.client_secret != secret:
+    if client is None or not secrets.compare_digest(client.client_secret.encode(),
+                                                    secret.encode()):
         raise OAuthProblem("invalid_client", "client authentication failed", 401)
     return client
 
@@ -104,7 +106,8 @@ async def token_endpoint(request: web.Request) -> web.Response:
         username, password = _required(body, "username", "password")
         scopes = _requested_scopes(body, client.scopes)
         user = state.user_by_email(username)
-        if user is None or user.password != password:
+        if user is None or not secrets.compare_digest(user.password.encode(),
+                                                      password.encode()):
             raise OAuthProblem("invalid_grant", "wrong username or password")
         user_id = user.id
     elif grant == "refresh_token":
@@ -189,6 +192,8 @@ async def create_user(request: web.Request) -> web.Response:
     if state.user_by_email(email) is not None:
         raise HTTPProblem(409, "CONFLICT", "a user with this e-mail already exists")
     user = state.create_user(email, password)
+    # The reference's spelling (docs/oxlin-api, openapi.yaml); the API lives under
+    # /api/v2.1 here, so `build_app` also serves the user under it (REFERENCE_USER).
     return web.Response(status=201, headers={"Location": f"/v2.1/users/{user.id}"})
 
 
@@ -363,6 +368,9 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 
 
 API = "/api/v2.1"
+#: Where POST /users's Location points, as the reference spells it: served too, so that
+#: a Location resolves on the server that sent it.
+REFERENCE_USER = "/v2.1/users/{user_id}"
 
 
 def build_app(state: EmulatorState, faults: Faults) -> web.Application:
@@ -389,6 +397,8 @@ def build_app(state: EmulatorState, faults: Faults) -> web.Application:
         web.get(f"{API}/transactions", list_transactions),
         web.get(f"{API}/transactions/{{transaction_id}}", get_transaction),
         web.get(f"{API}/categories", list_categories),
+        web.get(REFERENCE_USER, get_user),
+        web.delete(REFERENCE_USER, delete_user),
     ])
     app.add_routes(widget_routes(state))
     return app

@@ -64,6 +64,8 @@ class WidgetSession:
     client_id: str
     user_id: int
     expires_at: float
+    #: wrong bank logins in a row, kept here and not in the page: a client cannot reset it
+    failed_logins: int = 0
 
 
 @attrs.define(eq=False)
@@ -100,6 +102,9 @@ class EmulatorState:
         self.tokens: dict[str, Token] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.widget_sessions: dict[str, WidgetSession] = {}
+        #: where clients reach the emulator (set by the sandbox once it listens): links are
+        #: built from it, never from a request's ``Host`` header, which a client chooses
+        self.base_url: str | None = None
         self.counters = Counters()
         self.query_cache = QueryCache()
         self._next = dict(_ID_BASES)

@@ -160,7 +160,7 @@ def _bank_list(action: URL, flow: _Flow) -> web.Response:
     return _html("Add a bank connection", body)
 
 
-def _bank_form(action: URL, flow: _Flow, values: Mapping[str, str], *, attempt: int = 0,
+def _bank_form(action: URL, flow: _Flow, values: Mapping[str, str], *,
                error: str | None = None, status: int = 200) -> web.Response:
     """The Linxo test bank form; `values` refills what the user typed (not the password)."""
     chosen = values.get("channel") or flow.default_channel
@@ -176,7 +176,8 @@ def _bank_form(action: URL, flow: _Flow, values: Mapping[str, str], *, attempt: 
     body = (
         (f'<p class="error" role="alert">{_esc(error)}</p>\n' if error else "")
         + f'<form method="post" action="{_esc(action)}">\n'
-        + _hidden({**flow.carried, "attempt": str(attempt)})
+        # `attempt` only shows the server's count: a posted value is ignored.
+        + _hidden({**flow.carried, "attempt": str(flow.session.failed_logins)})
         + f"<fieldset><legend>Accounts to connect</legend>\n{radios}</fieldset>\n"
         + '<p><label>Login <input name="login" autocomplete="username" '
         + f'value="{_esc(values.get("login", ""))}"></label></p>\n'
@@ -232,9 +233,14 @@ class _Widget:
         self.state.widget_sessions[session_id] = WidgetSession(
             session_id=session_id, client_id=client.client_id, user_id=token.user_id,
             expires_at=self.state.clock() + SESSION_LIFETIME)
-        link = _page_url(request).with_query(session_id=session_id)
+        link = self._page_url(request).with_query(session_id=session_id)
         return json_response({"session_id": session_id,
                               "_links": {"add_connection": str(link)}})
+
+    def _page_url(self, request: web.Request) -> URL:
+        """The add-connection page, on the emulator's configured base URL."""
+        base = URL(self.state.base_url) if self.state.base_url else _own_origin(request)
+        return base.with_path("/embed/widget/add_connection")
 
     def _purge(self) -> None:
         now = self.state.clock()
@@ -279,10 +285,10 @@ class _Widget:
             return exc.response()
         bank = params.get("bank")
         if not bank:
-            return _bank_list(_page_url(request), flow)
+            return _bank_list(self._page_url(request), flow)
         if bank != TEST_BANK_ID:
             return _PageError(400, f"Unknown bank {bank}").response()
-        return _bank_form(_page_url(request), flow, params)
+        return _bank_form(self._page_url(request), flow, params)
 
     # POST /embed/widget/add_connection --------------------------------------------------
     async def submit(self, request: web.Request) -> web.Response:
@@ -299,28 +305,30 @@ class _Widget:
                 return _redirect(flow.cancel_url)
             return _redirect(flow.redirect_uri.extend_query(status="failure", error="cancelled"))
 
-        action = _page_url(request)
+        action = self._page_url(request)
+        session = flow.session
+        if session.failed_logins >= MAX_ATTEMPTS:  # locked out: the state is ours
+            return _redirect(flow.redirect_uri.extend_query(status="failure",
+                                                             error="auth_failed"))
         channel = params.get("channel") or flow.default_channel
         if channel not in CHANNELS:
             return _bank_form(action, flow, params, error="Choose the accounts to connect.",
                               status=400)
         try:
-            attempt = max(0, int(params.get("attempt") or 0))
-        except ValueError:
-            attempt = 0
-        try:
             bank = self._load_bank(params)
         except (TestBankError, _PageError) as exc:
-            return _bank_form(action, flow, params, attempt=attempt, status=400,
+            return _bank_form(action, flow, params, status=400,
                               error=f"The test-bank file is not valid: {exc}")
-        if params.get("login") != bank.login or params.get("password") != bank.password:
-            attempt += 1
-            if attempt >= MAX_ATTEMPTS:
+        if not (_same(params.get("login"), bank.login)
+                and _same(params.get("password"), bank.password)):
+            session.failed_logins += 1
+            if session.failed_logins >= MAX_ATTEMPTS:
                 return _redirect(
                     flow.redirect_uri.extend_query(status="failure", error="auth_failed"))
-            left = MAX_ATTEMPTS - attempt
-            return _bank_form(action, flow, params, attempt=attempt,
+            left = MAX_ATTEMPTS - session.failed_logins
+            return _bank_form(action, flow, params,
                               error=f"Wrong login or password ({left} attempt(s) left).")
+        session.failed_logins = 0
         try:
             connection = apply_testbank(
                 self.state, flow.session.user_id, bank, channel=channel,
@@ -346,6 +354,16 @@ class _Widget:
         return load_testbank(name)
 
 
-def _page_url(request: web.Request) -> URL:
-    """The add-connection page on the embed origin the request came in on."""
-    return request.url.origin().with_path("/embed/widget/add_connection")
+def _same(given: str | None, expected: str) -> bool:
+    """A credential check that takes the same time however much of it matches."""
+    return given is not None and secrets.compare_digest(given.encode(), expected.encode())
+
+
+def _own_origin(request: web.Request) -> URL:
+    """The address this server listens on, for an app run without a sandbox; never the
+    request's ``Host``, which the client chooses."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        host = str(sockname[0])
+        return URL.build(scheme="http", host=host, port=int(sockname[1]))
+    return URL("http://127.0.0.1")
