@@ -20,17 +20,19 @@ set -euo pipefail
 # the files that test the module directly: for every mutant, mutmut runs only the tests
 # among these that call the mutated function.
 TESTS_FOR='
-_pagination  test_pagination*.py
+_pagination  test_pagination*.py test_hostile_server*.py
 _params      test_params*.py test_filters*.py test_pagination*.py test_resources*.py
-             test_client_errors*.py
+             test_client_errors*.py test_hostile_server*.py test_hostile_parsing*.py
 _filters     test_filters*.py test_params*.py test_pagination*.py
-_retry       test_retry*.py
+_retry       test_retry*.py test_hostile_parsing*.py
 _transport   test_retry*.py test_client_errors*.py test_client_auth*.py test_observing*.py
-             test_transport*.py test_auth*.py test_bulk*.py
+             test_transport*.py test_auth*.py test_bulk*.py test_hostile_server*.py
+             test_hostile_parsing*.py test_decoding_failures*.py
 _options     test_retry*.py test_client_errors*.py test_resources*.py test_bulk*.py
-             test_transport*.py
+             test_transport*.py test_hostile_server*.py
 _auth        test_retry*.py test_client_auth*.py test_auth*.py test_transport*.py
-             test_widget*.py test_resources_widget*.py
+             test_widget*.py test_resources_widget*.py test_hostile_server*.py
+             test_hostile_parsing*.py
 _client      test_client_auth*.py test_client_errors*.py test_resources*.py
 '
 
