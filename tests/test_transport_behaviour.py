@@ -223,6 +223,21 @@ async def test_a_dropped_connection_and_a_refused_one_say_which(sandbox: OxlinSa
     assert str(refused.value).startswith("cannot connect: ")
 
 
+async def test_a_request_aiohttp_cannot_send_is_a_transport_error_never_retried(
+        sandbox: OxlinSandbox) -> None:
+    # A line break in a header value (here the caller's User-Agent) would split the header:
+    # aiohttp refuses to send it. The error names the request, not the bad value.
+    async with new_client(sandbox, user_agent="app/1\r\nX-Evil: 1") as client:
+        with pytest.raises(ox.TransportError) as caught:
+            await client.categories.list()
+    error = caught.value
+    assert type(error) is ox.TransportError
+    assert (error.method, yarl.URL(error.url).path) == ("POST", "/auth/token")
+    assert str(error) == f"the request could not be sent: ValueError (POST {error.url})"
+    assert "Evil" not in str(error)
+    assert requests(sandbox, TOKEN) == 0
+
+
 # ------------------------------------------------------------------------------ logging
 async def test_each_retry_and_replay_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     grants: Counter[str] = Counter()
