@@ -130,6 +130,21 @@ async def test_request_stats_count_each_attempt_once(
         assert arrivals["GET /api/v2.1/users/me"] == 1 + 3
 
 
+async def test_request_stats_count_each_token_request(
+        box: OxlinSandbox, arrivals: Arrivals) -> None:
+    async with new_client(box) as client:
+        who = box.users[0]
+        stats = ox.RequestStats()
+        user = client.as_user(who.email, who.password).with_options(stats=stats)
+        await user.users.me()
+        # The emulator forgets the access token: the next call meets a 401, renews the
+        # token (a second token request) and is replayed.
+        box.state.tokens.clear()
+        await user.users.me()
+    assert arrivals[TOKEN] == 2 and arrivals["GET /api/v2.1/users/me"] == 3
+    assert (stats.requests, stats.token_requests, stats.retries) == (5, 2, 0)
+
+
 # --------------------------------------------------------------------------- how long
 async def test_a_retry_waits_for_retry_after(box: OxlinSandbox, arrivals: Arrivals) -> None:
     async with new_client(box, retry=ox.RetryPolicy(max_retries=1)) as client:

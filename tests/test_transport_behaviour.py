@@ -91,6 +91,19 @@ async def test_a_wrong_shaped_list_is_a_decode_error_naming_the_answer() -> None
     assert "Category" in error.message
 
 
+@pytest.mark.parametrize(("status", "kind"), [
+    (599, ox.ServerError),  # the last error status: an API error, by status
+    (600, ox.UnexpectedStatusError),  # past every error status: not an answer we know
+])
+async def test_the_error_statuses_end_at_599(status: int, kind: type[Exception]) -> None:
+    grants: Counter[str] = Counter()
+    async with client_of([token_route(grants), answers((status, {}))], retry=OFF) as client:
+        with pytest.raises(ox.APIError) as caught:
+            await client.categories.list()
+    assert type(caught.value) is kind
+    assert caught.value.status == status
+
+
 # ------------------------------------------------------------------------------ replay
 async def test_a_401_without_an_error_code_is_replayed_once_with_a_new_token() -> None:
     grants: Counter[str] = Counter()
@@ -188,6 +201,16 @@ async def test_a_closed_client_refuses_new_requests(sandbox: OxlinSandbox) -> No
     with pytest.raises(RuntimeError, match=r"^this client is closed$"):
         await client.categories.list()
     assert requests(sandbox, TOKEN) == 1
+
+
+def test_max_body_size_of_one_byte_is_allowed_and_below_it_is_refused() -> None:
+    assert ox.OxlinClient("id", "secret", max_body_size=1).transport.max_body_size == 1
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ox.ArgumentError) as caught:
+            ox.OxlinClient("id", "secret", max_body_size=bad)
+        assert caught.value.argument == "max_body_size"
+        assert str(caught.value) == ("invalid argument 'max_body_size': must be an int of "
+                                     f"at least 1 (bytes), got {bad!r}")
 
 
 # ------------------------------------------------------------ attempts that get no answer
