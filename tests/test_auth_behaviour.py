@@ -107,6 +107,47 @@ async def test_concurrent_callers_at_expiry_share_one_renewal() -> None:
     assert {t.access_token for t in tokens} == {"t2"} and len(renew.given) == 2
 
 
+async def test_a_token_that_arrives_expired_is_renewed_again() -> None:
+    # A token whose expiry is the very moment it arrives is already expired: not cached.
+    clock = FakeClock()
+    lifetimes = iter([0, 100])
+    given: list[Token | None] = []
+
+    async def renew(previous: Token | None, call: RequestOptions | None) -> Token:
+        given.append(previous)
+        lifetime = next(lifetimes)
+        return Token(access_token=f"t{len(given)}", expires_at=clock() + lifetime,
+                     lifetime=lifetime)
+
+    manager = TokenManager(renew, clock=clock)
+    token = await manager.get()
+    assert token.access_token == "t2" and manager.token is token
+    assert given == [None, None]
+
+
+async def test_on_token_is_given_every_token_a_renewal_obtains() -> None:
+    # Even one that arrived expired: its refresh token was rotated by the server.
+    clock = FakeClock()
+    lifetimes = iter([0, 100, 100])
+    kept: list[str] = []
+
+    async def renew(previous: Token | None, call: RequestOptions | None) -> Token:
+        lifetime = next(lifetimes)
+        return Token(access_token=f"t{len(kept) + 1}", expires_at=clock() + lifetime,
+                     lifetime=lifetime, refresh_token=f"r{len(kept) + 1}")
+
+    def keep(token: Token) -> None:
+        kept.append(str(token.refresh_token))
+
+    manager = TokenManager(renew, clock=clock, on_token=keep)
+    assert manager.on_token is keep
+    await manager.get()
+    assert kept == ["r1", "r2"]
+    clock.now += 100
+    await manager.get()
+    assert kept == ["r1", "r2", "r3"]
+
+
 # ------------------------------------------------------------------------------- closing
 async def test_closing_during_a_renewal_tells_its_waiters_the_client_is_closed() -> None:
     started, ended = asyncio.Event(), []
