@@ -195,6 +195,37 @@ async def test_a_waiter_cancelled_while_the_client_closes_ends_cancelled() -> No
     assert waiter.cancelled()
 
 
+async def test_a_waiter_cancelled_just_after_close_ended_its_renewal_ends_cancelled() -> None:
+    # The waiter's own cancellation lands once the abandoned renewal has ended, before the
+    # waiter resumes: it must still end cancelled, not with "closed".
+    started = asyncio.Event()
+
+    async def renew(previous: Token | None, call: RequestOptions | None) -> Token:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    manager = TokenManager(renew)
+    before = asyncio.all_tasks()
+    waiter = asyncio.create_task(manager.get())
+    await started.wait()
+    renewal = asyncio.all_tasks() - before - {waiter}
+    assert renewal  # the renewal runs in a task of its own
+    loop = asyncio.get_running_loop()
+
+    def cancel_the_waiter_once_the_renewal_ended() -> None:
+        if all(task.done() for task in renewal):
+            waiter.cancel()
+        else:
+            loop.call_soon(cancel_the_waiter_once_the_renewal_ended)
+
+    loop.call_soon(cancel_the_waiter_once_the_renewal_ended)
+    await manager.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert waiter.cancelled()
+
+
 async def test_a_renewal_cancelled_on_an_open_manager_is_not_called_closed() -> None:
     async def renew(previous: Token | None, call: RequestOptions | None) -> Token:
         raise asyncio.CancelledError
