@@ -113,6 +113,40 @@ async def test_a_walk_without_key_keeps_every_item_and_needs_no_id() -> None:
     assert await paginator.first() == {"n": 1}
 
 
+# ------------------------------------------------------------ a server that ignores `page`
+async def test_a_walk_without_key_stops_when_full_pages_repeat() -> None:
+    # Without ids, only a page equal to the previous one shows the server ignores `page`;
+    # prefetch + 2 such pages in a row stop the walk (the first page is new).
+    calls: list[int] = []
+
+    async def same_page(page: int, limit: int) -> list[Any]:
+        calls.append(page)
+        return [{"n": i} for i in range(limit)]
+
+    paginator: AsyncPaginator[Any] = AsyncPaginator(same_page, page_size=3, prefetch=1,
+                                                    key=None, max_pages=50)
+    with pytest.raises(ox.PaginationError, match="brought no new item") as caught:
+        await paginator.collect()
+    assert caught.value.page == 1 + 3
+    assert calls == [1, 2, 3, 4]
+
+
+async def test_full_pages_of_items_already_seen_stop_the_walk_even_if_they_differ() -> None:
+    # Pages 1 and 2 come again in turn (3 = 1, 4 = 2, ...): no page equals the one before,
+    # yet none brings a new item.
+    calls: list[int] = []
+    source = grid(5, 2)
+
+    async def alternating(page: int, limit: int) -> list[Item]:
+        calls.append(page)
+        return await source(2 - page % 2, limit)
+
+    with pytest.raises(ox.PaginationError, match="brought no new item") as caught:
+        await walked_ids(alternating, page_size=5, prefetch=1, max_pages=50)
+    assert caught.value.page == 2 + 3
+    assert calls == [1, 2, 3, 4, 5]
+
+
 # ------------------------------------------------------------------- the default look-ahead
 async def test_the_default_look_ahead_keeps_eight_requests_in_flight() -> None:
     in_flight, peaks = 0, []
