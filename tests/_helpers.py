@@ -285,6 +285,21 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
     raise AssertionError("condition never held")
 
 
+class SentHeaders:
+    """The headers of each API request as written on the wire (an aiohttp trace)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    def config(self) -> aiohttp.TraceConfig:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(self._sent)
+        return trace
+
+    async def _sent(self, session: Any, ctx: Any, params: Any) -> None:
+        self.sent.append((params.url.path, dict(params.headers)))
+
+
 class FakeClock:
     """A clock that moves only when the test moves it (`clock.now += 10`)."""
 

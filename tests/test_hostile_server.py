@@ -233,6 +233,10 @@ async def test_tokens_stale_before_they_can_be_sent_end_in_a_typed_error() -> No
         error = await fails(client.transport.request(as_nothing, options),
                             ox.TokenRenewalError)
     assert "stale before the request could be sent" in str(error)
+    assert str(error) == ("cannot obtain a usable token: 4 tokens in a row were stale "
+                          "before the request could be sent "
+                          "(the token endpoint grants lifetimes shorter than it takes to "
+                          "use them)")
     assert len(renewals) == 4 and server.api_requests == 0
 
 

@@ -114,6 +114,41 @@ async def test_a_walk_without_key_keeps_every_item_and_needs_no_id() -> None:
     assert await paginator.first() == {"n": 1}
 
 
+# ------------------------------------------------------------ a server that ignores `page`
+@pytest.mark.parametrize("page_size", [1, 3])
+async def test_a_walk_without_key_stops_when_full_pages_repeat(page_size: int) -> None:
+    # Without ids, only a page equal to the previous one shows the server ignores `page`;
+    # prefetch + 2 such pages in a row stop the walk (the first page is new).
+    calls: list[int] = []
+
+    async def same_page(page: int, limit: int) -> list[Any]:
+        calls.append(page)
+        return [{"n": i} for i in range(limit)]
+
+    paginator: AsyncPaginator[Any] = AsyncPaginator(same_page, page_size=page_size, prefetch=1,
+                                                    key=None, max_pages=50)
+    with pytest.raises(ox.PaginationError, match="brought no new item") as caught:
+        await paginator.collect()
+    assert caught.value.page == 1 + 3
+    assert calls == [1, 2, 3, 4]
+
+
+async def test_full_pages_of_items_already_seen_stop_the_walk_even_if_they_differ() -> None:
+    # Pages 1 and 2 come again in turn (3 = 1, 4 = 2, ...): no page equals the one before,
+    # yet none brings a new item.
+    calls: list[int] = []
+    source = grid(5, 2)
+
+    async def alternating(page: int, limit: int) -> list[Item]:
+        calls.append(page)
+        return await source(2 - page % 2, limit)
+
+    with pytest.raises(ox.PaginationError, match="brought no new item") as caught:
+        await walked_ids(alternating, page_size=5, prefetch=1, max_pages=50)
+    assert caught.value.page == 2 + 3
+    assert calls == [1, 2, 3, 4, 5]
+
+
 # ------------------------------------------------------------------- the default look-ahead
 async def test_the_default_look_ahead_keeps_eight_requests_in_flight() -> None:
     in_flight, peaks = 0, []
@@ -220,6 +255,9 @@ async def test_transactions_list_looks_ahead_eight_pages_by_default(
     ("max_items", -1, "must be None or an int >= 0, got -1"),
     ("start_page", 0, "must be an int >= 1, got 0"),
     ("prefetch", True, "must be an int >= 1, got True"),
+    ("max_pages", 0, "must be None or an int >= 1, got 0"),
+    ("max_pages", True, "must be None or an int >= 1, got True"),
+    ("max_pages", 2.0, "must be None or an int >= 1, got 2.0"),
 ])
 async def test_a_bad_option_says_what_is_allowed_and_what_it_got(
         option: str, value: object, says: str) -> None:
@@ -230,3 +268,16 @@ async def test_a_bad_option_says_what_is_allowed_and_what_it_got(
         AsyncPaginator(fetch, **{option: value})
     assert raised.value.argument == option
     assert says in str(raised.value)
+
+
+async def test_the_least_of_each_option_is_allowed() -> None:
+    # One full page of one item, then nothing: max_pages=1 ends the walk in time.
+    async def fetch(page: int, limit: int) -> list[Item]:
+        return [Item(0)] if page == 1 else []
+
+    paginator = AsyncPaginator(fetch, page_size=1, max_items=0, start_page=1, prefetch=1,
+                               max_pages=1)
+    assert (paginator.max_pages, paginator.page_size, paginator.prefetch) == (1, 1, 1)
+    assert await paginator.collect() == []
+    with pytest.raises(ox.PaginationError, match="max_pages=1"):
+        await AsyncPaginator(fetch, page_size=1, max_pages=1).collect()

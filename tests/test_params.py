@@ -25,6 +25,8 @@ from oxlin_async.testing import OxlinSandbox
 
 UTC = dt.timezone.utc
 JAN_1_2025_PARIS = 1735686000  # 2025-01-01T00:00:00+01:00
+#: The instants a date filter may name: 0001-01-02 to 9999-12-30, midnight UTC.
+EPOCH_MIN, EPOCH_MAX = -62135510400, 253402128000
 
 
 class NoOffset(dt.tzinfo):
@@ -146,6 +148,18 @@ ACCOUNT_TYPES = ", ".join(str(t.value) for t in ox.AccountType)
 ORIGINS = ", ".join(str(o.value) for o in ox.TransactionOrigin)
 STATUSES = ", ".join(str(s.value) for s in ox.TransactionStatus)
 SORTS = "fields: date, import_date, amount (prefix '-' for descending)"
+RANGE = (f"must fall between 0001-01-02 and 9999-12-30 (epoch seconds {EPOCH_MIN} to "
+         f"{EPOCH_MAX})")
+
+
+class NoTimestamp(dt.datetime):
+    """An aware datetime whose instant cannot be computed (as for a year-1 moment east of
+    UTC on some platforms)."""
+
+    def timestamp(self) -> float:
+        raise OverflowError("date value out of range")
+
+
 # (argument, bad value, the whole problem the message states)
 REFUSED: list[tuple[str, Any, str]] = [
     ("account_id", Decimal("12"), ID + "Decimal('12')"),
@@ -173,6 +187,17 @@ REFUSED: list[tuple[str, Any, str]] = [
     ("start_date", NAIVE.replace(tzinfo=NoOffset()), NAIVE_SAYS),
     ("end_date", NAIVE.replace(tzinfo=NoOffset()), NAIVE_SAYS),
     ("start_date", True, WHEN + "True"),
+    # the days and instants a datetime can hold, a day short of either end
+    ("start_date", dt.date(1, 1, 1), RANGE),
+    ("end_date", dt.date(9999, 12, 31), RANGE),
+    ("start_date", dt.datetime(1, 1, 1, 23, 59, 59, tzinfo=UTC), RANGE),
+    ("end_date", dt.datetime(9999, 12, 30, 0, 0, 1, tzinfo=UTC), RANGE),
+    ("start_date", EPOCH_MIN - 1, RANGE),
+    ("end_date", EPOCH_MAX + 1, RANGE),
+    ("start_date", NoTimestamp(2025, 1, 1, tzinfo=UTC), RANGE),
+    ("amount", 10**12, "must be below 1,000,000,000,000 in magnitude"),
+    ("max_amount", Decimal("-1E+12"), "must be below 1,000,000,000,000 in magnitude"),
+    ("min_amount", "0.0000001", "must have at most 6 decimal places"),
     ("end_date", 1.5, WHEN + "1.5"),
     ("end_date", "2025-01-01", WHEN + "'2025-01-01'"),
     ("category_id", "", "must be a non-empty str, got ''"),
@@ -224,3 +249,21 @@ async def test_accounts_filters_are_refused_by_name(nowhere: ox.UserClient) -> N
         with pytest.raises(ox.ArgumentError) as raised:
             await _attempt(lambda a=argument, v=value: nowhere.accounts.list(**{a: v}))
         assert raised.value.argument == argument
+
+
+def test_the_edges_a_filter_takes_are_sent_as_they_are() -> None:
+    edges = ox.TransactionFilter(start_date=EPOCH_MIN, end_date=EPOCH_MAX,
+                                 min_amount="-999999999999.999999",
+                                 max_amount=Decimal("999999999999.999999"),
+                                 amount=Decimal("1.50000000"))
+    assert edges.to_query() == {
+        "start_date": str(EPOCH_MIN), "end_date": str(EPOCH_MAX),
+        "min_amount": "-999999999999.999999", "max_amount": "999999999999.999999",
+        "amount": "1.500000"}  # trailing zeros past six places dropped, the rest kept
+    moments = ox.TransactionFilter(start_date=dt.datetime(1, 1, 2, tzinfo=UTC),
+                                   end_date=dt.datetime(9999, 12, 30, tzinfo=UTC))
+    assert moments.to_query() == {"start_date": str(EPOCH_MIN), "end_date": str(EPOCH_MAX)}
+    days = ox.TransactionFilter(start_date=dt.date(1, 1, 2), end_date=dt.date(9999, 12, 30))
+    paris_day = [dt.datetime(1, 1, 2, tzinfo=PARIS), dt.datetime(9999, 12, 31, tzinfo=PARIS)]
+    assert days.to_query() == {"start_date": str(int(paris_day[0].timestamp())),
+                               "end_date": str(int(paris_day[1].timestamp()) - 1)}

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _helpers import new_client
+from _helpers import SentHeaders, new_client
 
 import oxlin_async as ox
 from oxlin_async.testing import OxlinSandbox
@@ -130,6 +130,21 @@ async def test_request_stats_count_each_attempt_once(
         assert arrivals["GET /api/v2.1/users/me"] == 1 + 3
 
 
+async def test_request_stats_count_each_token_request(
+        box: OxlinSandbox, arrivals: Arrivals) -> None:
+    async with new_client(box) as client:
+        who = box.users[0]
+        stats = ox.RequestStats()
+        user = client.as_user(who.email, who.password).with_options(stats=stats)
+        await user.users.me()
+        # The emulator forgets the access token: the next call meets a 401, renews the
+        # token (a second token request) and is replayed.
+        box.state.tokens.clear()
+        await user.users.me()
+    assert arrivals[TOKEN] == 2 and arrivals["GET /api/v2.1/users/me"] == 3
+    assert (stats.requests, stats.token_requests, stats.retries) == (5, 2, 0)
+
+
 # --------------------------------------------------------------------------- how long
 async def test_a_retry_waits_for_retry_after(box: OxlinSandbox, arrivals: Arrivals) -> None:
     async with new_client(box, retry=ox.RetryPolicy(max_retries=1)) as client:
@@ -225,21 +240,6 @@ async def test_a_429_holds_back_a_request_already_queued_for_a_slot(
 
 
 # ----------------------------------------------------------------------------- headers
-class SentHeaders:
-    """The headers of each API request as written on the wire (an aiohttp trace)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, str]]] = []
-
-    def config(self) -> aiohttp.TraceConfig:
-        trace = aiohttp.TraceConfig()
-        trace.on_request_headers_sent.append(self._sent)
-        return trace
-
-    async def _sent(self, session: Any, ctx: Any, params: Any) -> None:
-        self.sent.append((params.url.path, dict(params.headers)))
-
-
 @pytest.mark.parametrize("user_agent", [None, "my-app/2.0"])
 async def test_a_borrowed_session_sends_the_sdk_headers(
         box: OxlinSandbox, user_agent: str | None) -> None:
