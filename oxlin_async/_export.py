@@ -250,8 +250,7 @@ class CsvWriter(_FileWriter):
                     out.writerow(fields)
 
     def write(self, page: Page) -> None:
-        self._writer().writerows([[_cell(v) if i in _TEXT_COLUMNS else v
-                                   for i, v in enumerate(values)] for values in _text_rows(page)])
+        self._writer().writerows(_csv_rows(page))
 
 
 #: the CSV columns a person or a bank writes freely (labels, notes...): neutralised
@@ -269,7 +268,8 @@ def _cell(value: Any) -> Any:
 
 
 _orjson_records, _json_records = record_encoder(_ORJSON), record_encoder(_JSON)
-_text_rows = encoder(_TEXT)
+#: CSV: text cells neutralised as they are spelt
+_csv_rows = encoder({**_TEXT, Kind.TEXT: _cell})
 
 
 # The row's columns in SQLite: the keys first, with their constraints; the user's
