@@ -134,6 +134,25 @@ def day(value: dt.datetime) -> dt.date:
 
 def fixed(amount: Decimal) -> str:
     """An amount as text with (at least) two decimals: ``-289.00``, ``-60.50``."""
+    # Formatted once, then padded: exactly what quantizing to two decimals writes, with
+    # none of its Decimal arithmetic (an export formats every amount). What the padding
+    # cannot vouch for (more digits than the context's precision, NaN, infinities) takes
+    # the quantizing path, so it fails or writes as it always has.
+    text = f"{amount:f}"
+    if len(text) < 24 and text[-1] in _DIGITS:
+        point = text.find(".")
+        if point < 0:
+            return text + ".00"
+        if point == len(text) - 2:
+            return text + "0"
+        return text
+    return _quantized(amount)
+
+
+_DIGITS: Final = frozenset("0123456789")
+
+
+def _quantized(amount: Decimal) -> str:
     if amount.as_tuple().exponent >= -AMOUNT_SCALE:  # type: ignore[operator]
         amount = amount.quantize(Decimal(1).scaleb(-AMOUNT_SCALE))
     return f"{amount:f}"
@@ -147,13 +166,71 @@ def minor_units(amount: Decimal) -> int:
     return int(minor)
 
 
-def _reader(attributes: list[str]) -> Callable[[Transaction], tuple[Any, ...]]:
-    if not attributes:
-        return lambda tx: ()
-    get = attrgetter(*attributes)
-    if len(attributes) == 1:  # then attrgetter gives the value, not a 1-tuple
-        return lambda tx: (get(tx),)
-    return get
+#: how many instants each encoder remembers the spelt day of: a page's days repeat (an
+#: account has a few transactions a day), a run's are unbounded
+DAYS_CACHED: Final = 4096
+
+
+def _days(write: Callable[[Any], Any] | None) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(lookup, compute) of the spelt day of an instant, remembered in a bounded cache.
+
+    The key is the instant itself: aware datetimes that compare equal are the same
+    instant, hence the same day in Paris, whatever their zone, except two wall times of
+    one zone that differ only by `fold` (the hour repeated when DST ends), which compare
+    equal as well. So only ``fold=0`` instants are remembered or looked up (the generated
+    rows test `fold` first)."""
+    cache: dict[Any, Any] = {}
+
+    def compute(value: dt.datetime) -> Any:
+        spelt = day(value) if write is None else write(day(value))
+        if value.fold == 0:
+            if len(cache) >= DAYS_CACHED:
+                cache.clear()
+            cache[value] = spelt
+        return spelt
+
+    return cache.get, compute
+
+
+def _generate(spell: Mapping[Kind, Callable[[Any], Any]], *, records: bool
+              ) -> Callable[..., Any]:
+    """One function from (transactions, the page's values, category names)
+    to rows: one list (or, `records`, one dict keyed by column name) per transaction,
+    every value read, spelt and placed by one generated expression, with no per-value
+    Python call but the spellings themselves."""
+    env: dict[str, Any] = {}
+    page_args: list[str] = []
+    cells: list[str] = []
+    for i, column in enumerate(ROW):
+        write = spell.get(column.kind)
+        if column.per_page:
+            page_args.append(f"p{i}")
+            cell = f"p{i}"
+        elif column.source == CATEGORY:
+            cell = "names_get(tx.category_id)"
+            if (text := spell.get(Kind.TEXT)) is not None:
+                env[f"w{i}"] = text
+                cell = f"(w{i}(n{i}) if (n{i} := {cell}) is not None else None)"
+        else:
+            if not column.source.isidentifier():  # pragma: no cover - a mistake in ROW
+                raise ValueError(f"column {column.name}: source {column.source!r}")
+            get = f"(v{i} := tx.{column.source})"
+            if column.kind is Kind.DAY:
+                env[f"g{i}"], env[f"c{i}"] = _days(write)
+                cell = (f"((r{i} if v{i}.fold == 0 and (r{i} := g{i}(v{i})) is not None"
+                        f" else c{i}(v{i})) if {get} is not None else None)")
+            elif write is not None:
+                env[f"w{i}"] = write
+                cell = f"(w{i}(v{i}) if {get} is not None else None)"
+            else:
+                cell = f"tx.{column.source}"
+        cells.append(f"{column.name!r}: {cell}" if records else cell)
+    row = "{" + ", ".join(cells) + "}" if records else "[" + ", ".join(cells) + "]"
+    source = (f"def rows(transactions, names_get, {', '.join(page_args)}):\n"
+              f"    return [{row} for tx in transactions]\n")
+    exec(compile(source, f"<export rows records={records}>", "exec"), env)
+    rows: Callable[..., Any] = env["rows"]
+    return rows
 
 
 def encoder(spell: Mapping[Kind, Callable[[Any], Any]]) -> Rows:
@@ -163,6 +240,17 @@ def encoder(spell: Mapping[Kind, Callable[[Any], Any]]) -> Rows:
     the API's instant); kinds it leaves out are written as they are, and None (a value
     the API left out) always stays None.
     """
+    return _encoder(spell, records=False)
+
+
+def record_encoder(spell: Mapping[Kind, Callable[[Any], Any]]
+                   ) -> Callable[[Page], list[dict[str, Any]]]:
+    """As `encoder`, each row a dict keyed by column name, in `ROW` order (JSON Lines)."""
+    return _encoder(spell, records=True)
+
+
+def _encoder(spell: Mapping[Kind, Callable[[Any], Any]], *, records: bool
+             ) -> Callable[[Page], Any]:
     def spelt(column: Column, value: Any) -> Any:
         if value is None:
             return None
@@ -171,23 +259,6 @@ def encoder(spell: Mapping[Kind, Callable[[Any], Any]]) -> Rows:
         write = spell.get(column.kind)
         return value if write is None else write(value)
 
-    def fix(column: Column) -> Callable[[Any], Any] | None:
-        write = spell.get(column.kind)
-        if column.kind is Kind.DAY:
-            return (lambda v: write(day(v))) if write is not None else day
-        return write
-
-    per_page = [(i, c) for i, c in enumerate(ROW) if c.per_page]  # ascending positions
-    per_tx = [(i, c) for i, c in enumerate(ROW) if not c.per_page and c.source != CATEGORY]
-    category = [i for i, c in enumerate(ROW) if c.source == CATEGORY]
-    read = _reader([c.source for _, c in per_tx])
-    to_spell = [(i, f) for i, (_, c) in enumerate(per_tx) if (f := fix(c)) is not None]
-    # the category's name is read from its id; its position, once the others are in place
-    inserts = sorted([(i, c, True) for i, c in per_page]
-                     + [(i, c, False) for i, c in enumerate(ROW) if i in category],
-                     key=lambda x: x[0])
-    write_text = spell.get(Kind.TEXT)
-
     def value_of(page: Page, column: Column) -> Any:
         if column.source == USER:
             return page.user
@@ -195,24 +266,12 @@ def encoder(spell: Mapping[Kind, Callable[[Any], Any]]) -> Rows:
             return page.user_id
         return attrgetter(column.source.removeprefix(ACCOUNT))(page.account)
 
-    def rows(page: Page) -> list[list[Any]]:
-        fixed_values = {i: spelt(c, value_of(page, c)) for i, c in per_page}
-        names = page.categories
-        out = []
-        for tx in page.transactions:
-            values = list(read(tx))
-            for i, write in to_spell:
-                if values[i] is not None:
-                    values[i] = write(values[i])
-            for i, _, from_page in inserts:  # ascending: each lands at its place in the row
-                if from_page:
-                    values.insert(i, fixed_values[i])
-                else:
-                    name = names.get(tx.category_id)
-                    values.insert(i, name if write_text is None or name is None
-                                  else write_text(name))
-            out.append(values)
-        return out
+    per_page = [c for c in ROW if c.per_page]
+    generated = _generate(spell, records=records)
+
+    def rows(page: Page) -> Any:
+        return generated(page.transactions, page.categories.get,
+                         *[spelt(c, value_of(page, c)) for c in per_page])
 
     return rows
 
