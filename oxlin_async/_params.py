@@ -80,7 +80,12 @@ def amount(name: str, value: object) -> str:
 
 def _epoch_of(name: str, value: object) -> float:
     if isinstance(value, dt.datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
+        try:
+            offset = value.utcoffset()
+        except (TypeError, ValueError) as exc:  # a caller's tzinfo gives no usable offset
+            raise ArgumentError(
+                name, f"has a tzinfo whose utcoffset() fails ({type(exc).__name__})") from None
+        if value.tzinfo is None or offset is None:
             raise ArgumentError(name, "is a naive datetime; pass an aware one "
                                       "(e.g. tzinfo=datetime.timezone.utc) or a date")
         try:

@@ -29,6 +29,20 @@ JAN_1_2025_PARIS = 1735686000  # 2025-01-01T00:00:00+01:00
 EPOCH_MIN, EPOCH_MAX = -62135510400, 253402128000
 
 
+class BadOffset(dt.tzinfo):
+    """A tzinfo whose offset Python refuses: a day or more (ValueError) or not a
+    timedelta (TypeError)."""
+
+    def __init__(self, offset: object) -> None:
+        self.offset = offset
+
+    def utcoffset(self, when: dt.datetime | None) -> dt.timedelta | None:
+        return self.offset  # type: ignore[return-value]
+
+    def dst(self, when: dt.datetime | None) -> dt.timedelta | None:
+        return None
+
+
 class NoOffset(dt.tzinfo):
     """A tzinfo that knows no offset: datetimes carrying it are naive (Python's definition)."""
 
@@ -186,6 +200,10 @@ REFUSED: list[tuple[str, Any, str]] = [
     ("start_date", NAIVE, NAIVE_SAYS),
     ("start_date", NAIVE.replace(tzinfo=NoOffset()), NAIVE_SAYS),
     ("end_date", NAIVE.replace(tzinfo=NoOffset()), NAIVE_SAYS),
+    ("start_date", NAIVE.replace(tzinfo=BadOffset(dt.timedelta(days=1))),
+     "has a tzinfo whose utcoffset() fails (ValueError)"),
+    ("end_date", NAIVE.replace(tzinfo=BadOffset(3600)),
+     "has a tzinfo whose utcoffset() fails (TypeError)"),
     ("start_date", True, WHEN + "True"),
     # the days and instants a datetime can hold, a day short of either end
     ("start_date", dt.date(1, 1, 1), RANGE),
