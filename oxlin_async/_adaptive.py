@@ -112,7 +112,8 @@ class AIMD:
     usual: float | None = attrs.field(init=False, default=None)
     #: when the limit last went down; answers to requests sent before do not count again
     decreased_at: float = attrs.field(init=False, default=-math.inf)
-    #: 2xx answers since `since` (the last back-off, or the first answer)
+    #: 2xx answers since `since`: the first answer to a request sent after the last
+    #: back-off (or the run's first answer)
     ok: int = attrs.field(init=False, default=0)
     since: float | None = attrs.field(init=False, default=None)
 
@@ -139,13 +140,19 @@ class AIMD:
         limit that may be far above it: from one empty bucket to the next, the 2xx
         answers count exactly what the limit let through. Both are multiplicative
         decreases (of the limit, or of the rate the API gave)."""
-        if self.since is None:
-            self.since = now
         if status is None or status in THROTTLED:
             return self._decrease(sent, now, self.backoff, measured=status is not None)
         if not 200 <= status < 300:
             return Decision.HOLD  # a 404 or a 401 says nothing about the load
-        self.ok += 1
+        if sent >= self.decreased_at:
+            # What the API takes is counted from the first answer to a request sent
+            # under the current limit: a Retry-After pause right after a back-off (the
+            # transport's gate: nothing is sent) would otherwise count as time the API
+            # took nothing, and the next 429 would cut the limit below the API's pace.
+            if self.since is None:
+                self.since = now
+            else:
+                self.ok += 1
         latency = now - sent
         if self.recent is None or self.usual is None:
             self.recent = self.usual = latency
@@ -186,7 +193,8 @@ class AIMD:
             self.limit, taken * self.share_backoff)
         self.limit = max(float(self.minimum), smaller)
         self.slow_start = False
-        self.decreased_at = self.since = now
+        self.decreased_at = now
+        self.since = None
         self.ok = 0
         return Decision.BACK_OFF
 

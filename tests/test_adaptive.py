@@ -115,6 +115,21 @@ def test_a_429_after_a_round_trip_of_answers_sets_the_limit_to_what_the_api_took
     assert aimd.limit == pytest.approx(9, rel=1e-4)  # share_backoff x 10, not half of ~22
 
 
+def test_a_retry_after_pause_does_not_count_as_time_the_api_took_nothing() -> None:
+    clock = FakeClock()
+    aimd = AIMD(initial=40, maximum=64)
+    clock.now += 1
+    answer(aimd, clock, 429, latency=0.01)
+    assert aimd.limit == 20
+    clock.now += 1.0  # the client waits out Retry-After: 1, sending nothing
+    for _ in range(100):  # then the API takes 50 a second, 0.2 s each: 10 in flight
+        clock.now += 0.02
+        answer(aimd, clock, latency=0.2)
+    assert aimd.taken(clock.now) == pytest.approx(10, rel=1e-4)  # not 100 / 3 s x 0.2
+    assert answer(aimd, clock, 429, latency=0.01) is BACK_OFF
+    assert aimd.limit == pytest.approx(9, rel=1e-4)
+
+
 def test_latency_well_above_the_usual_backs_off_and_jitter_does_not() -> None:
     clock = FakeClock()
     aimd = AIMD(initial=16, maximum=16)
