@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from ._adaptive import ConcurrencyStats
+from ._argtypes import count, positive
 from ._postgres import is_url, redact
 from .shards import (
     ShardedRun,
@@ -34,13 +35,13 @@ def add_shard_arguments(export: argparse.ArgumentParser) -> None:
                      "--out is then a folder of parts (part-0000I-of-0000K.EXT, each with "
                      "its report) committed with _manifest.json and _SUCCESS, or a "
                      "postgresql:// URL each shard upserts into.")
-    group.add_argument("--shards", type=_at_least_one, metavar="K",
+    group.add_argument("--shards", type=positive, metavar="K",
                        help="the number of shards (recorded in OUT/_plan.json; a different "
                             "K needs a new folder; default with --workers: N)")
-    group.add_argument("--shard-index", type=_index, metavar="I",
+    group.add_argument("--shard-index", type=count, metavar="I",
                        help="run shard I (0 to K-1) only, and do not commit: for a "
                             "Kubernetes indexed Job, mapped Airflow tasks, a shell loop")
-    group.add_argument("--workers", type=_at_least_one, metavar="N",
+    group.add_argument("--workers", type=positive, metavar="N",
                        help="run every shard in N local processes, then commit; "
                             "--concurrency auto: each adapts on its own (up to 64); "
                             "--concurrency N: N shared among them")
@@ -74,26 +75,6 @@ def add_commit_command(commands: Any) -> None:
 def wants_shards(args: argparse.Namespace) -> bool:
     return any(getattr(args, name, None) is not None
                for name in ("shards", "shard_index", "workers", "dask"))
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _index(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
 
 
 # ---------------------------------------------------------------------------- export

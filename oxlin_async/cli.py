@@ -27,6 +27,7 @@ import attrs
 
 from . import __version__
 from ._adaptive import Concurrency, figures
+from ._argtypes import count, positive
 from ._auth import Token
 from ._client import OxlinClient
 from ._export import FORMATS, UnsafeOutputError, Writer, format_of, open_writer, safe_target
@@ -226,26 +227,9 @@ def _names(text: str) -> list[str]:
     return [s.strip().upper() for s in text.split(",") if s.strip()]
 
 
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _concurrency(text: str) -> Concurrency:
     """``auto`` (adapt to what the API takes) or a number of requests in flight."""
-    return "auto" if text.strip().lower() == "auto" else _positive(text)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
+    return "auto" if text.strip().lower() == "auto" else positive(text)
 
 
 @attrs.frozen
@@ -386,9 +370,9 @@ def _add_run_options(export: argparse.ArgumentParser) -> None:
                      help="requests in flight at once: 'auto' (the default) adapts to what "
                           "the API takes, backing off on 429 (up to 64); N pins it, and "
                           "fetches N users at once")
-    run.add_argument("--per-user-concurrency", type=_positive, default=4, metavar="N",
+    run.add_argument("--per-user-concurrency", type=positive, default=4, metavar="N",
                      help="requests in flight at once for one user (default 4)")
-    run.add_argument("--max-retries", type=_count, default=RetryPolicy().max_retries,
+    run.add_argument("--max-retries", type=count, default=RetryPolicy().max_retries,
                      metavar="N", help="retries of a failed request before its user fails "
                                        f"(default {RetryPolicy().max_retries})")
     run.add_argument("--checkpoint", metavar="FILE",
