@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import attrs
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -484,6 +485,14 @@ def run(args: Sequence[str]) -> int:
 
 def report_of(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *others: str) -> None:
+    """A CLI test's start: in `tmp_path`, with no ``OXLIN_*`` variable (nor `others`)
+    from the developer's environment choosing credentials or hosts."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("OXLIN_")] + list(others):
+        monkeypatch.delenv(name, raising=False)
 
 
 def clean_env() -> dict[str, str]:

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 from _helpers import (
-    ENV_VARS,
     assert_exact,
     clean_env,
+    in_tmp,
     lines_of,
     population,
     read_csv,
@@ -40,9 +40,7 @@ from _helpers import (
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------ the main command

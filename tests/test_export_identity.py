@@ -20,6 +20,7 @@ import pytest
 from _helpers import (
     Truth,
     assert_exact,
+    in_tmp,
     new_client,
     read_jsonl,
     report_of,
@@ -33,15 +34,10 @@ import oxlin_async as ox
 from oxlin_async.bulk import token_key
 from oxlin_async.testing import OxlinSandbox
 
-ENV_VARS = ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET", "OXLIN_ENV", "OXLIN_AUTH_URL",
-            "OXLIN_API_URL", "OXLIN_EMBED_URL")
-
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 def hosts(box: OxlinSandbox, monkeypatch: pytest.MonkeyPatch) -> list[str]:

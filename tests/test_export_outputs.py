@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from _helpers import (
     assert_exact,
+    in_tmp,
     lines_of,
     population,
     read_csv,
@@ -42,9 +43,7 @@ SMALL = ["export", "--sandbox", "--sandbox-users", "2", "--sandbox-transactions"
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 def read_sqlite(path: Path) -> dict[tuple[str, str], tuple[str, object]]:

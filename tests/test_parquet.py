@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from _helpers import assert_rows, lines_of, population, row_truth, run, stop_export_when
+from _helpers import assert_rows, in_tmp, lines_of, population, row_truth, run, stop_export_when
 
 from oxlin_async import _parquet
 from oxlin_async._rows import arrow_schema
@@ -20,9 +20,7 @@ from oxlin_async._rows import arrow_schema
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 def by_pyarrow(path: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import assert_rows, population, row_truth, run, stop_export_when
+from _helpers import assert_rows, in_tmp, population, row_truth, run, stop_export_when
 from _postgres import Server
 
 from oxlin_async._rows import COLUMNS
@@ -22,10 +22,8 @@ NAMES = ", ".join("user_key" if n == "user" else n for n in COLUMNS)
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET", "PGPASSWORD", "PGUSER", "PGHOST",
-                 "PGPORT", "PGDATABASE", "PGSERVICE", "PGPASSFILE"):
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch, "PGPASSWORD", "PGUSER", "PGHOST", "PGPORT", "PGDATABASE",
+           "PGSERVICE", "PGPASSFILE")
 
 
 def rows(server: Server, database: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pyarrow as pa
 import pytest
-from _helpers import assert_rows, population, requests, row_truth, run
+from _helpers import assert_rows, in_tmp, population, requests, row_truth, run
 
 import oxlin_async as ox
 from oxlin_async._rows import COLUMNS, ROW, Kind, arrow_schema, json_schema
@@ -34,9 +34,7 @@ ARGS = ["export", "--sandbox", "--sandbox-users", "4", "--sandbox-transactions",
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 def want() -> dict[tuple[str, str], dict[str, object]]:

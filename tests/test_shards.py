@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from _helpers import (
     assert_exact,
+    in_tmp,
     new_client,
     population,
     read_jsonl,
@@ -35,10 +36,7 @@ from oxlin_async.testing import Faults, OxlinSandbox
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET", "OXLIN_AUTH_URL", "OXLIN_API_URL",
-                 "OXLIN_EMBED_URL", "OXLIN_ENV"):
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 USERS = ["--users", "users.csv", "--quiet"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import assert_exact, population, rows_to_truth, run, truth
+from _helpers import assert_exact, in_tmp, population, rows_to_truth, run, truth
 from _shards import manifest_rows, shared
 
 import oxlin_async as ox
@@ -20,10 +20,7 @@ from oxlin_async import shards
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET", "OXLIN_AUTH_URL", "OXLIN_API_URL",
-                 "OXLIN_EMBED_URL", "OXLIN_ENV"):
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 def _reports(folder: Path) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import distributed
 import pytest
-from _helpers import assert_exact, population, rows_to_truth, run, truth
+from _helpers import assert_exact, in_tmp, population, rows_to_truth, run, truth
 from _shards import manifest_rows, shared, signed_in
 
 from oxlin_async import dask as oxdask
@@ -25,9 +25,7 @@ from oxlin_async.testing import Faults
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET", "OXLIN_ENV"):
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _helpers import assert_exact, population, read_jsonl, run, truth
+from _helpers import assert_exact, in_tmp, population, read_jsonl, run, truth
 
 import oxlin_async as ox
 from oxlin_async import cli
@@ -20,9 +20,7 @@ TOKEN, REFRESH = "at_" + "A1b2-C3d4_" * 3, "rt_" + "Z9y8.X7w6~" * 3
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("OXLIN_CLIENT_ID", "OXLIN_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+    in_tmp(tmp_path, monkeypatch)
 
 
 def users_of(text: str | bytes) -> list[ox.BulkUser]:
