@@ -64,6 +64,7 @@ PLAN: Final = "_plan.json"
 MANIFEST: Final = "_manifest.json"
 SUCCESS: Final = "_SUCCESS"
 TEMPORARY: Final = "_temporary"
+_SCRATCH_TRIES: Final = 20
 #: the formats a shard writes: files of parts, or rows upserted into PostgreSQL
 FORMATS: Final = ("jsonl", "csv", "parquet", "sqlite", "postgresql")
 _EXTENSIONS: Final = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "sqlite": "sqlite"}
@@ -276,6 +277,12 @@ class _Store:
         if self.fs is not None:
             return tempfile.mkdtemp(prefix=f"oxlin-shard-{index}-")
         folder = os.path.join(self.base, TEMPORARY, f"{index:05d}-{uuid.uuid4().hex[:12]}")
+        # Another shard that finishes removes `_temporary` when it is empty: between our
+        # creating it and our folder in it, so try again (each try is two mkdir calls).
+        for _ in range(_SCRATCH_TRIES - 1):
+            with contextlib.suppress(FileNotFoundError):
+                os.makedirs(folder)
+                return folder
         os.makedirs(folder)
         return folder
 

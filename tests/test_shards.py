@@ -284,6 +284,37 @@ def test_postgresql_shards_upsert_directly(
                 "--shard-dir", "other"]) == 2
 
 
+async def test_a_shard_starting_while_another_removes_the_emptied_temporary_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard that finishes removes `_temporary` once empty; another shard's process may
+    be between creating `_temporary` and its own folder in it (seen in CI as a failed
+    shard, FileNotFoundError). Played here at that exact point, three times over."""
+    box = OxlinSandbox(users=6, seed=69, accounts_per_user=2, transactions_per_account=10)
+    users = [BulkUser.with_password(u.email, u.password) for u in box.users]
+    where = tmp_path / "parts"
+    shards.prepare(str(where), shards.ShardPlan(2))
+    real_mkdir = os.mkdir
+    races = []
+
+    def mkdir(path: str | os.PathLike[str], mode: int = 0o777) -> None:
+        parent = os.path.dirname(os.fspath(path))
+        if os.path.basename(parent) == shards.TEMPORARY and len(races) < 3:
+            races.append(path)
+            os.rmdir(parent)  # what the other shard's clean-up does
+        real_mkdir(path, mode)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    async with box, new_client(box) as client:
+        results = [await shards.export_shard(client, users, str(where), i) for i in range(2)]
+    assert len(races) == 3  # the first shard met the race three times and went on
+    assert not any(r.failed for r in results)
+    shards.commit(str(where))
+    got = {}
+    for name in shards.part_paths(str(where)):
+        got.update(read_jsonl(Path(name)))
+    assert_exact(got, truth(box))
+
+
 async def test_a_url_destination_goes_through_fsspec(tmp_path: Path) -> None:
     import fsspec
 
