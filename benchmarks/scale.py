@@ -140,7 +140,7 @@ def _measure(server: Child, folder: str, repeats: int, expected: int) -> dict[st
     _export([*users, "--out", "warm.jsonl", "--overwrite"], folder)  # caches, not counted
     t0 = time.perf_counter()
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=2,
-                                       dashboard_address=None, processes=True)
+                                       dashboard_address="127.0.0.1:0", processes=True)
     out["cluster_start_s"] = time.perf_counter() - t0
     try:
         for r in range(repeats):

@@ -30,10 +30,12 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def cluster() -> Iterator[Any]:
-    """Started inside the test, after `shared` set the environment its workers inherit."""
+    """Started inside the test, after `shared` set the environment its workers inherit.
+    The dashboard on a free port: `dashboard_address=None` still tries 8787, and where
+    that port is taken (another cluster on the machine) leaks a socket."""
     def start() -> Any:
         return distributed.LocalCluster(n_workers=2, threads_per_worker=2,
-                                        dashboard_address=None, processes=True)
+                                        dashboard_address="127.0.0.1:0", processes=True)
     made: list[Any] = []
 
     def factory() -> Any:
