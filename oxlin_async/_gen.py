@@ -661,7 +661,11 @@ def _generate(cls: type[Any], path: str,
     fields = _fields(cls)
     body = []
     if draft is not None:
-        body.append("x = _new(_draft)")
+        # Calling the class is a third cheaper than object.__new__(class), and the same
+        # when object's own __new__ and __init__ are what a call runs.
+        plain = type(draft) is type and not any(
+            "__new__" in vars(k) or "__init__" in vars(k) for k in draft.__mro__[:-1])
+        body.append("x = _draft()" if plain else "x = _new(_draft)")
     if not fields and path == "python":  # nothing below would notice a non-object
         body.append("if type(o) is not dict: raise _type_error('an object', o)")
     for a in fields:

@@ -262,6 +262,33 @@ def test_the_guard_refuses_what_init_must_see(cls: type[Any]) -> None:
     assert "_cls(**kw)" in source and "__class__" not in source
 
 
+class _NeedsArgs:
+    """A base whose own __init__ a draft must not run (attrs replaces it on the model)."""
+
+    __slots__ = ()
+
+    def __init__(self, required: object) -> None:
+        raise AssertionError("never called while decoding")
+
+
+@attrs.frozen(weakref_slot=False)
+class OnABaseWithInit(_NeedsArgs):
+    a: str
+
+
+def test_a_draft_whose_base_has_an_init_is_made_without_calling_it() -> None:
+    assert _gen.draft_class(OnABaseWithInit) is not None  # the model is plain
+    payload = {"a": "x"}
+    assert structure(payload, OnABaseWithInit) == OnABaseWithInit(a="x")
+    assert _wire_page(OnABaseWithInit, orjson.dumps([payload, payload])) == [
+        OnABaseWithInit(a="x")] * 2
+    for path in (_python(OnABaseWithInit), _gen.wire_model(OnABaseWithInit)):
+        source = "".join(linecache.getlines(path.filename))
+        assert "x = _new(_draft)" in source and "_draft()" not in source
+    # the API's models have nothing but object's __new__ and __init__: the cheaper call
+    assert "x = _draft()" in "".join(linecache.getlines(_python(Transaction).filename))
+
+
 class Colour(enum.Enum):
     RED = "RED"
 
