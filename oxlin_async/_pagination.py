@@ -17,7 +17,11 @@ new item, or repeat the previous page item for item, stop the walk with
 while pages are still full. Items inserted at the front while pages are in flight can
 make a page or two all duplicates legitimately, so the walk stops only after such pages
 in a row worth ``prefetch + 2`` full pages of items: far fewer than a de-duplication
-window, so a repeating server never gets to yield an item twice.
+window, so a repeating server never gets to yield an item twice. The last pages before
+``max_items`` are asked smaller; one of them all duplicates (items added at the front at
+least as fast as it reads) sends the walk back to full pages. A list growing by more
+than half a page per request can still leave a walk with pages in flight too far behind
+to catch up within that bound: `PaginationError` then, never an item twice.
 
 What concurrency costs when the list changes during a walk: a sequential walk
 (``prefetch=1``) over a list that only grows sees shifted items twice (and yields them
@@ -155,12 +159,13 @@ class AsyncPaginator(Generic[T]):
         idle = busy = 0.0
         pages_read = stalled = 0
         previous: list[Any] | None = None
+        shrink = True  # the last page may be smaller, to ask only what `max_items` needs
         if self.max_items == 0:
             return
         try:
             while True:
                 while len(in_flight) < window and (end is None or offset < end):
-                    if end is not None and end - offset < limit:
+                    if shrink and end is not None and end - offset < limit:
                         limit = _aligned_limit(offset, end - offset, limit)
                     page = offset // limit + 1
                     in_flight.append((limit, page, loop.create_task(self._fetch(page, limit))))
@@ -186,6 +191,12 @@ class AsyncPaginator(Generic[T]):
                         end += len(items) - len(fresh)  # duplicates don't count
                     items = fresh
                 stalled = stalled + asked if repeated else 0
+                if repeated and asked < self.page_size and shrink:
+                    # Items inserted ahead at least as fast as small tail pages read
+                    # make each of them all duplicates, legitimately: back to full
+                    # pages on the page grid (what they read again is de-duplicated).
+                    shrink, limit = False, self.page_size
+                    offset -= offset % limit
                 if stalled >= (self.prefetch + 2) * self.page_size:
                     raise PaginationError(
                         f"full pages up to page {number} brought no new item or repeated "
