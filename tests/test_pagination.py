@@ -260,10 +260,10 @@ async def test_items_shifting_forward_come_out_once(n: int, page_size: int, pref
     assert len({i.id for i in got}) == len(got)
 
 
-@pytest.mark.parametrize(("n", "page_size", "insert", "max_items"),
-                         [(40, 3, 1, 20), (228, 35, 13, 205), (114, 18, 9, 84)])
+@pytest.mark.parametrize(("n", "page_size", "insert", "max_items", "small"),
+                         [(40, 3, 1, 20, 1), (228, 35, 13, 205, 2), (114, 18, 9, 84, 2)])
 async def test_small_last_pages_of_a_list_growing_at_the_front_still_end_exactly(
-        n: int, page_size: int, insert: int, max_items: int) -> None:
+        n: int, page_size: int, insert: int, max_items: int, small: int) -> None:
     """The last pages before `max_items` are asked smaller; while `insert` items are added
     at the front per request, a page of `insert` items or fewer reads only duplicates, page
     after page (once taken for a server ignoring `page`: seen in CI under load). Such a
@@ -276,7 +276,17 @@ async def test_small_last_pages_of_a_list_growing_at_the_front_still_end_exactly
     shrunk = [i for i, limit in enumerate(limits) if limit < page_size]
     assert shrunk, "the walk did ask smaller pages at its end"
     back = limits.index(page_size, shrunk[0])  # then full pages again, and only them
-    assert set(limits[back:]) == {page_size} and back - shrunk[0] <= 2
+    # small pages until one brings nothing new (one that does brings the walk forward)
+    assert set(limits[back:]) == {page_size} and back - shrunk[0] == small
+
+
+async def test_a_full_page_of_duplicates_keeps_the_small_last_page() -> None:
+    """Only a small page all duplicates sends the walk back to full pages: a full one (a
+    page's worth added at the front once) leaves the last page as small as it can be."""
+    source = PageSource(items_of(100), insert_front=10, insert_calls=1)
+    got = await walk(AsyncPaginator(source, page_size=10, prefetch=1, max_items=35))
+    assert [i.id for i in got] == list(range(35))
+    assert [limit for _, limit in source.calls] == [10, 10, 10, 10, 5]
 
 
 async def test_look_ahead_starts_at_one_page_and_doubles_up_to_prefetch() -> None:

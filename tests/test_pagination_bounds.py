@@ -179,26 +179,45 @@ async def test_the_default_look_ahead_keeps_eight_requests_in_flight() -> None:
 
 async def test_a_server_that_answers_at_once_gets_no_look_ahead() -> None:
     """The look-ahead grows only while the walk waits on the network: pages that come at
-    once (here: computed, no waiting at all) keep it at one or two pages."""
-    in_flight, peaks = 0, []
+    once (here: computed, no waiting at all) keep it at one page, mostly two at worst.
+    Measured as requests started ahead of the pages the walk has handed out (a request
+    that computes its answer runs in one step, so counting them running proves nothing)."""
     source = grid(10, 30)
+    started = handed_out = 0
+    ahead: list[int] = []
 
     async def fetch(page: int, limit: int) -> list[Item]:
-        nonlocal in_flight
-        in_flight += 1
-        peaks.append(in_flight)
-        try:
-            until = time.thread_time() + 0.002  # reading and decoding: CPU, not waiting
-            while time.thread_time() < until:
-                pass
-            return await source(page, limit)
-        finally:
-            in_flight -= 1
+        nonlocal started
+        started += 1
+        ahead.append(started - handed_out)
+        until = time.thread_time() + 0.002  # reading and decoding: CPU, not waiting
+        while time.thread_time() < until:
+            pass
+        return await source(page, limit)
 
-    ids = await walked_ids(fetch, page_size=10)
+    ids = []
+    async for page in AsyncPaginator(fetch, page_size=10).pages():
+        handed_out += 1
+        ids += [item.id for item in page]
     assert ids == list(range(300))
-    assert max(peaks) < 8
-    assert peaks.count(1) >= len(peaks) // 2  # mostly one page at a time
+    # waiting on a machine this busy for 4/5 of the time is what would make it grow
+    assert max(ahead) <= 2, ahead
+    assert ahead.count(1) >= len(ahead) // 2  # mostly one page at a time
+
+    # The same count, for pages that do wait on a network: it grows to the default 8.
+    started = handed_out = 0
+    ahead.clear()
+
+    async def waits(page: int, limit: int) -> list[Item]:
+        nonlocal started
+        started += 1
+        ahead.append(started - handed_out)
+        await asyncio.sleep(0.005)
+        return await source(page, limit)
+
+    async for _ in AsyncPaginator(waits, page_size=10).pages():
+        handed_out += 1
+    assert max(ahead) == 8, ahead
 
 
 class PeakTrace:
@@ -281,3 +300,42 @@ async def test_the_least_of_each_option_is_allowed() -> None:
     assert await paginator.collect() == []
     with pytest.raises(ox.PaginationError, match="max_pages=1"):
         await AsyncPaginator(fetch, page_size=1, max_pages=1).collect()
+
+
+async def test_max_items_with_the_look_ahead_grown_asks_nothing_past_the_end() -> None:
+    """Pages that wait on a network grow the look-ahead past what `max_items` still needs:
+    the walk asks up to the last item needed, the last page smaller, and not one more."""
+    calls: list[tuple[int, int]] = []
+
+    async def waits(page: int, limit: int) -> list[Item]:
+        calls.append((page, limit))
+        await asyncio.sleep(0.005)
+        return [Item(i) for i in range((page - 1) * limit, min(page * limit, 300))]
+
+    ids = await walked_ids(waits, page_size=10, max_items=95)
+    assert ids == list(range(95))
+    assert calls == [(page, 10) for page in range(1, 10)] + [(19, 5)]
+
+
+async def test_the_look_ahead_shrinks_back_when_pages_stop_waiting() -> None:
+    """Grown while pages waited on a network, the look-ahead halves back to one page once
+    the walk spends more of its time computing than waiting (sums over the walk)."""
+    started = handed_out = 0
+    ahead: list[int] = []
+
+    async def fetch(page: int, limit: int) -> list[Item]:
+        nonlocal started
+        started += 1
+        ahead.append(started - handed_out)
+        if page <= 8:
+            await asyncio.sleep(0.004)  # a network's wait
+        else:
+            until = time.thread_time() + 0.006  # then computing only
+            while time.thread_time() < until:
+                pass
+        return [Item(i) for i in range((page - 1) * limit, min(page * limit, 600))]
+
+    async for _ in AsyncPaginator(fetch, page_size=10).pages():
+        handed_out += 1
+    assert max(ahead[:12]) == 8, ahead  # grown to the default prefetch
+    assert ahead[-10:] == [1] * 10, ahead  # and back to one page at a time
