@@ -177,47 +177,59 @@ async def test_the_default_look_ahead_keeps_eight_requests_in_flight() -> None:
     assert 41 <= len(pages) <= 48
 
 
+class LookAhead:
+    """The requests a walk started ahead of the pages it had handed out, at each request
+    (a request that computes its answer runs in one step: counting the requests running
+    at once would always say one)."""
+
+    def __init__(self, answer: Fetch) -> None:
+        self.answer = answer
+        self.started = self.handed_out = 0
+        self.ahead: list[int] = []
+
+    async def fetch(self, page: int, limit: int) -> list[Item]:
+        self.started += 1
+        self.ahead.append(self.started - self.handed_out)
+        return await self.answer(page, limit)
+
+    async def walk(self, **options: Any) -> list[int]:
+        ids = []
+        async for page in AsyncPaginator(self.fetch, **options).pages():
+            self.handed_out += 1
+            ids += [item.id for item in page]
+        return ids
+
+
+def compute(seconds: float) -> None:
+    """Reading and decoding: CPU, not waiting."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
 async def test_a_server_that_answers_at_once_gets_no_look_ahead() -> None:
     """The look-ahead grows only while the walk waits on the network: pages that come at
-    once (here: computed, no waiting at all) keep it at one page, mostly two at worst.
-    Measured as requests started ahead of the pages the walk has handed out (a request
-    that computes its answer runs in one step, so counting them running proves nothing)."""
+    once (here: computed, no waiting at all) keep it at one page, mostly two at worst."""
     source = grid(10, 30)
-    started = handed_out = 0
-    ahead: list[int] = []
 
-    async def fetch(page: int, limit: int) -> list[Item]:
-        nonlocal started
-        started += 1
-        ahead.append(started - handed_out)
-        until = time.thread_time() + 0.002  # reading and decoding: CPU, not waiting
-        while time.thread_time() < until:
-            pass
+    async def at_once(page: int, limit: int) -> list[Item]:
+        compute(0.002)
         return await source(page, limit)
 
-    ids = []
-    async for page in AsyncPaginator(fetch, page_size=10).pages():
-        handed_out += 1
-        ids += [item.id for item in page]
-    assert ids == list(range(300))
+    walk = LookAhead(at_once)
+    assert await walk.walk(page_size=10) == list(range(300))
     # waiting on a machine this busy for 4/5 of the time is what would make it grow
-    assert max(ahead) <= 2, ahead
-    assert ahead.count(1) >= len(ahead) // 2  # mostly one page at a time
+    assert max(walk.ahead) <= 2, walk.ahead
+    assert walk.ahead.count(1) >= len(walk.ahead) // 2  # mostly one page at a time
 
     # The same count, for pages that do wait on a network: it grows to the default 8.
-    started = handed_out = 0
-    ahead.clear()
-
     async def waits(page: int, limit: int) -> list[Item]:
-        nonlocal started
-        started += 1
-        ahead.append(started - handed_out)
         await asyncio.sleep(0.005)
         return await source(page, limit)
 
-    async for _ in AsyncPaginator(waits, page_size=10).pages():
-        handed_out += 1
-    assert max(ahead) == 8, ahead
+    walk = LookAhead(waits)
+    await walk.walk(page_size=10)
+    assert max(walk.ahead) == 8, walk.ahead
 
 
 class PeakTrace:
@@ -320,22 +332,14 @@ async def test_max_items_with_the_look_ahead_grown_asks_nothing_past_the_end() -
 async def test_the_look_ahead_shrinks_back_when_pages_stop_waiting() -> None:
     """Grown while pages waited on a network, the look-ahead halves back to one page once
     the walk spends more of its time computing than waiting (sums over the walk)."""
-    started = handed_out = 0
-    ahead: list[int] = []
-
     async def fetch(page: int, limit: int) -> list[Item]:
-        nonlocal started
-        started += 1
-        ahead.append(started - handed_out)
         if page <= 8:
             await asyncio.sleep(0.004)  # a network's wait
         else:
-            until = time.thread_time() + 0.006  # then computing only
-            while time.thread_time() < until:
-                pass
+            compute(0.006)  # then computing only
         return [Item(i) for i in range((page - 1) * limit, min(page * limit, 600))]
 
-    async for _ in AsyncPaginator(fetch, page_size=10).pages():
-        handed_out += 1
-    assert max(ahead[:12]) == 8, ahead  # grown to the default prefetch
-    assert ahead[-10:] == [1] * 10, ahead  # and back to one page at a time
+    walk = LookAhead(fetch)
+    await walk.walk(page_size=10)
+    assert max(walk.ahead[:12]) == 8, walk.ahead  # grown to the default prefetch
+    assert walk.ahead[-10:] == [1] * 10, walk.ahead  # and back to one page at a time
